@@ -1,0 +1,79 @@
+"""The sample MCP server: health resource, pool tools, plain-HTTP health route."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from sample_mcp.health_service import HealthService
+from sample_mcp.pool import DatabasePool
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What tells the guide's two servers apart."""
+
+    name: str
+    port: int
+    version: str
+    instructions: str
+
+
+PROFILES = {
+    "codebase-mcp": Profile("codebase-mcp", 8000, "2.0.0", "Code search over indexed repositories."),
+    "workflow-mcp": Profile("workflow-mcp", 8001, "2.0.0", "Task and workflow tracking."),
+}
+
+
+def build(profile: Profile, pool: DatabasePool, health: HealthService) -> MCPServer[Any]:
+    mcp: MCPServer[Any] = MCPServer(profile.name, version=profile.version,
+                                    instructions=profile.instructions)
+
+    @mcp.resource("health://status", name="health_status", mime_type="application/json")
+    async def health_status() -> str:
+        """Health check endpoint (the guide's HealthCheckResponse)."""
+        return json.dumps(await health.check_health())
+
+    @mcp.tool()
+    async def scale_pool(size: int) -> str:
+        """Resize the database connection pool live (no restart)."""
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        await pool.resize(size)
+        return json.dumps({"pool_size": pool.size})
+
+    @mcp.tool()
+    async def saturate_pool(connections: int, seconds: float = 60.0) -> str:
+        """Check out `connections` pool connections and hold them (for testing alerts)."""
+        held = await pool.hold(connections, seconds)
+        return json.dumps({"held": held, "seconds": seconds})
+
+    @mcp.tool()
+    async def release_pool() -> str:
+        """Return every connection held by saturate_pool."""
+        await pool.release()
+        return json.dumps({"held": 0})
+
+    @mcp.custom_route("/health/status", methods=["GET"])
+    async def http_health(request: Request) -> JSONResponse:
+        # The guide's `curl http://server/health/status`: same JSON, plain HTTP.
+        return JSONResponse(await health.check_health())
+
+    return mcp
+
+
+def app(mcp: MCPServer[Any], transport: str) -> Starlette:
+    # The sample is reached through a Service name as well as loopback, so
+    # the Host allow-list of DNS-rebinding protection would get in the way.
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    if transport == "sse":
+        return mcp.sse_app(sse_path="/sse", message_path="/messages/",
+                           transport_security=security)
+    return mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security)

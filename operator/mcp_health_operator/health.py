@@ -1,0 +1,126 @@
+"""The health document served at ``health://status``: the seed's HealthCheckResponse.
+
+Purely data: pydantic models and a parser; no I/O.
+
+Strict where the contract is an enum (``status``, ``database_status``, a
+check's ``status``) and on numbers that cannot be true (NaN, infinities,
+negative counts, utilization outside 0..1); lenient where the guide leaves
+room: unknown fields are kept, ``checks`` entries carry any extra figures,
+and the blocks a server without a database would not have are optional.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ReportedStatus = Literal["healthy", "degraded", "unhealthy"]
+DatabaseStatus = Literal["connected", "disconnected", "degraded"]
+CheckStatus = Literal["pass", "warn", "fail"]
+
+NonNegativeInt = Annotated[int, Field(ge=0)]
+FiniteNonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class ConnectionPoolStats(_Lenient):
+    """Connection pool statistics, as the server reports them."""
+
+    total_connections: NonNegativeInt
+    active_connections: NonNegativeInt
+    idle_connections: NonNegativeInt
+    waiting_requests: NonNegativeInt = 0
+    pool_utilization: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class HealthCheckDetail(_Lenient):
+    """One entry of ``checks``: a pass/warn/fail plus whatever figures it has."""
+
+    status: CheckStatus
+    latency_ms: FiniteNonNegative | None = None
+    message: str | None = None
+    usage_mb: FiniteNonNegative | None = None
+    limit_mb: FiniteNonNegative | None = None
+    percentage: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+
+    def memory_fraction(self) -> float | None:
+        """Memory use as 0..1, from ``percentage`` or ``usage_mb / limit_mb``."""
+        if self.percentage is not None:
+            return self.percentage / 100.0
+        if self.usage_mb is not None and self.limit_mb:
+            return self.usage_mb / self.limit_mb
+        return None
+
+
+class HealthCheckResponse(_Lenient):
+    """The seed's HealthCheckResponse model."""
+
+    status: ReportedStatus
+    timestamp: datetime | None = None
+    database_status: DatabaseStatus | None = None
+    uptime_seconds: FiniteNonNegative | None = None
+    connection_pool: ConnectionPoolStats | None = None
+    checks: dict[str, HealthCheckDetail] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def database_latency_ms(self) -> float | None:
+        check = self.checks.get("database")
+        return check.latency_ms if check is not None else None
+
+    def memory_fraction(self) -> float | None:
+        check = self.checks.get("memory")
+        return check.memory_fraction() if check is not None else None
+
+
+class DocumentError(ValueError):
+    """The payload is not a valid health document; the message names the field."""
+
+
+DEFAULT_MAX_BYTES = 1 << 20
+
+
+def parse(payload: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> HealthCheckResponse:
+    """Parse a health document; any problem raises ``DocumentError`` naming it."""
+    size = len(payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload)
+    if size > max_bytes:
+        raise DocumentError(f"health document is {size} bytes, over the {max_bytes}-byte limit")
+    try:
+        raw = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        # json raises ValueError (and UnicodeDecodeError, a subclass) or
+        # RecursionError for absurd nesting; all mean "not a JSON document".
+        raise DocumentError(f"health document is not JSON: {_short(str(exc))}") from None
+    return from_object(raw)
+
+
+def from_object(raw: object) -> HealthCheckResponse:
+    """Validate an already-decoded JSON value as a health document."""
+    if not isinstance(raw, dict):
+        raise DocumentError(f"health document must be a JSON object, got {type(raw).__name__}")
+    try:
+        return HealthCheckResponse.model_validate(raw)
+    except ValidationError as exc:
+        raise DocumentError(describe(exc)) from None
+    except RecursionError:
+        raise DocumentError("health document is nested too deeply") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """First validation error as ``field.path: message`` (then a count of the rest)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(document)"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return _short(f"{where}: {first['msg']}{more}")
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+

@@ -1,0 +1,455 @@
+"""Reading a server's health resource: one typed result per probe, never an exception.
+
+A ``Prober`` keeps one session to one target and reuses it across probes
+(a new MCP client per probe costs ~30 ms of CPU, a reused session ~1 ms). It
+reconnects after any failure and, even when all is well, re-handshakes every
+``rehandshake_after`` seconds so a broken accept path on the server is noticed.
+
+A ``Prober`` must be driven from a single task: the SDK's transports run in
+anyio task groups that have to be entered and left by the same task.
+
+Transports:
+- ``streamable-http``: MCP over Streamable HTTP; ``mode="auto"`` negotiates
+  the 2026 protocol or falls back to the initialize handshake.
+- ``sse``: MCP over the legacy SSE transport (the guide's transport).
+- ``http``: a plain ``GET`` of the same JSON (the guide's ``curl .../health/status``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import httpx2
+from mcp import Client, MCPError
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import BlobResourceContents, Implementation, TextResourceContents
+
+from mcp_health_operator import __version__, health
+from mcp_health_operator.health import HealthCheckResponse
+
+DEFAULT_RESOURCE = "health://status"
+DEFAULT_TIMEOUT = 1.0
+DEFAULT_REHANDSHAKE_AFTER = 300.0
+_CLOSE_GRACE = 0.5
+
+
+class Transport(StrEnum):
+    STREAMABLE_HTTP = "streamable-http"
+    SSE = "sse"
+    HTTP = "http"
+
+
+# Where each transport lives when a URL names only the server (as the
+# guide's `health_check.py http://localhost:8000` does).
+DEFAULT_PATHS = {Transport.STREAMABLE_HTTP: "/mcp", Transport.SSE: "/sse",
+                 Transport.HTTP: "/health/status"}
+
+
+class Outcome(StrEnum):
+    OK = "Ok"
+    TIMEOUT = "Timeout"
+    UNREACHABLE = "Unreachable"
+    INVALID_DOCUMENT = "InvalidDocument"
+    RESOURCE_NOT_FOUND = "ResourceNotFound"
+    UNAUTHORIZED = "Unauthorized"
+    RATE_LIMITED = "RateLimited"
+    PROTOCOL_ERROR = "ProtocolError"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    name: str | None
+    version: str | None
+    protocol_version: str | None
+    transport: Transport
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    outcome: Outcome
+    latency_ms: float
+    document: HealthCheckResponse | None = None
+    message: str = ""
+    server: ServerIdentity | None = None
+    retry_after_s: float | None = None
+    http_status: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and how to probe. ``url`` is the transport endpoint (see ``endpoint``)."""
+
+    url: str
+    transport: Transport = Transport.STREAMABLE_HTTP
+    resource_uri: str = DEFAULT_RESOURCE
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+
+
+def endpoint(url: str, transport: Transport) -> str:
+    """``url`` with the transport's default path when it names only the server."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        parts = parts._replace(path=DEFAULT_PATHS[transport])
+    return urlunsplit(parts)
+
+
+class ProbeFailure(Exception):
+    """A classified failure on the way to a document; becomes a ``ProbeResult``."""
+
+    def __init__(self, outcome: Outcome, message: str, *, http_status: int | None = None,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+        self.http_status = http_status
+        self.retry_after_s = retry_after_s
+
+
+class Prober:
+    """One target, one reusable session, one ``ProbeResult`` per ``probe()``."""
+
+    def __init__(self, target: Target, *, timeout: float = DEFAULT_TIMEOUT,
+                 max_bytes: int = health.DEFAULT_MAX_BYTES,
+                 rehandshake_after: float = DEFAULT_REHANDSHAKE_AFTER) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.rehandshake_after = rehandshake_after
+        self._http: httpx2.AsyncClient | None = None
+        self._session_holder: _SessionHolder | None = None
+        self._connected_at = 0.0
+        self._identity: ServerIdentity | None = None
+
+    @property
+    def url(self) -> str:
+        return endpoint(self.target.url, self.target.transport)
+
+    async def probe(self, *, timeout: float | None = None) -> ProbeResult:
+        started = time.perf_counter()
+        budget = self.timeout if timeout is None else timeout
+        try:
+            with anyio.fail_after(budget):
+                document = await self._read()
+        except ProbeFailure as failure:
+            await self._discard()
+            return self._result(failure.outcome, started, message=failure.message,
+                                http_status=failure.http_status,
+                                retry_after_s=failure.retry_after_s)
+        except TimeoutError:
+            await self._discard()
+            return self._result(Outcome.TIMEOUT, started,
+                                message=f"no answer within {budget:g}s")
+        except Exception as exc:  # classified below; a probe never raises
+            await self._discard()
+            failure = classify(exc)
+            return self._result(failure.outcome, started, message=failure.message,
+                                http_status=failure.http_status,
+                                retry_after_s=failure.retry_after_s)
+        return self._result(Outcome.OK, started, document=document)
+
+    def _result(self, outcome: Outcome, started: float, **fields: Any) -> ProbeResult:
+        latency = (time.perf_counter() - started) * 1000.0
+        return ProbeResult(outcome=outcome, latency_ms=latency, server=self._identity, **fields)
+
+    async def _read(self) -> HealthCheckResponse:
+        if self.target.transport is Transport.HTTP:
+            payload = await self._get()
+        else:
+            payload = await self._read_resource()
+        try:
+            return health.parse(payload, max_bytes=self.max_bytes)
+        except health.DocumentError as exc:
+            raise ProbeFailure(Outcome.INVALID_DOCUMENT, str(exc)) from None
+
+    # -- plain HTTP ---------------------------------------------------------
+
+    async def _get(self) -> bytes:
+        http = self._http_client()
+        self._identity = ServerIdentity(None, None, None, Transport.HTTP)
+        async with http.stream("GET", self.url, headers={"Accept": "application/json"}) as resp:
+            _raise_for_status(resp.status_code, resp.headers)
+            if resp.status_code == 404:
+                raise ProbeFailure(Outcome.RESOURCE_NOT_FOUND,
+                                   f"GET {urlsplit(self.url).path} answered 404",
+                                   http_status=404)
+            if resp.status_code >= 400:
+                raise ProbeFailure(Outcome.PROTOCOL_ERROR,
+                                   f"GET answered HTTP {resp.status_code}",
+                                   http_status=resp.status_code)
+            body = bytearray()
+            # Read at most max_bytes + 1: enough to tell "too large" without
+            # buffering whatever an endless body would send.
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) > self.max_bytes:
+                    raise ProbeFailure(Outcome.INVALID_DOCUMENT,
+                                       f"health document exceeds the {self.max_bytes}-byte limit")
+            return bytes(body)
+
+    # -- MCP ---------------------------------------------------------------
+
+    async def _read_resource(self) -> str | bytes:
+        client = await self._session()
+        caps = client.server_capabilities
+        if caps.resources is None:
+            raise ProbeFailure(Outcome.RESOURCE_NOT_FOUND,
+                               "server does not declare the resources capability")
+        try:
+            result = await client.read_resource(self.target.resource_uri)
+        except MCPError as exc:
+            if _is_not_found(exc):
+                raise ProbeFailure(Outcome.RESOURCE_NOT_FOUND,
+                                   f"resource {self.target.resource_uri} not found: "
+                                   f"{_short(exc.message)}") from None
+            raise
+        if not result.contents:
+            raise ProbeFailure(Outcome.INVALID_DOCUMENT,
+                               f"resource {self.target.resource_uri} returned no contents")
+        first = result.contents[0]
+        if isinstance(first, TextResourceContents):
+            return first.text
+        if isinstance(first, BlobResourceContents):
+            import base64
+
+            try:
+                return base64.b64decode(first.blob, validate=True)
+            except ValueError:
+                raise ProbeFailure(Outcome.INVALID_DOCUMENT,
+                                   "resource blob is not valid base64") from None
+        raise ProbeFailure(Outcome.INVALID_DOCUMENT, "resource contents are neither text nor blob")
+
+    async def _session(self) -> Client:
+        now = time.monotonic()
+        if self._session_holder is not None and now - self._connected_at < self.rehandshake_after:
+            client = self._session_holder.client
+            if client is not None:
+                return client
+        await self._discard()
+        holder = _SessionHolder(self._new_client())
+        self._session_holder = holder
+        client = await holder.open()
+        self._connected_at = now
+        info = client.server_info
+        self._identity = ServerIdentity(
+            name=info.name if info else None, version=info.version if info else None,
+            protocol_version=client.protocol_version, transport=self.target.transport)
+        return client
+
+    def _new_client(self) -> Client:
+        if self.target.transport is Transport.SSE:
+            transport: Any = sse_client(
+                self.url, headers=dict(self.target.headers), timeout=self.timeout,
+                sse_read_timeout=self.rehandshake_after + 60,
+                httpx_client_factory=self._sse_factory,
+            )
+        else:
+            transport = streamable_http_client(self.url, http_client=self._http_client())
+        # cache=None: a health probe must reach the server every time, whatever
+        # TTL hints the server sends for resources/read.
+        return Client(transport, cache=None, mode="auto",
+                      client_info=Implementation(name="mcp-health-operator",
+                                                 version=__version__))
+
+    def _sse_factory(self, headers: dict[str, str] | None = None,
+                     timeout: httpx2.Timeout | None = None,
+                     auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth,
+                                  verify=self._verify())
+
+    def _http_client(self) -> httpx2.AsyncClient:
+        if self._http is None:
+            self._http = httpx2.AsyncClient(
+                headers=dict(self.target.headers), verify=self._verify(),
+                timeout=httpx2.Timeout(self.timeout, read=self.rehandshake_after + 60),
+                limits=httpx2.Limits(max_connections=4, max_keepalive_connections=2),
+            )
+        return self._http
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        if self.target.insecure_skip_verify:
+            return False
+        if self.target.ca_file:
+            return ssl.create_default_context(cafile=self.target.ca_file)
+        return True
+
+    async def _discard(self) -> None:
+        """Drop the session (after a failure, or to re-handshake); bounded in time."""
+        holder, self._session_holder = self._session_holder, None
+        if holder is not None:
+            await holder.close()
+
+    async def aclose(self) -> None:
+        await self._discard()
+        http, self._http = self._http, None
+        if http is not None:
+            with anyio.move_on_after(_CLOSE_GRACE, shield=True):
+                await http.aclose()
+
+
+class _SessionHolder:
+    """Owns one entered ``Client`` in a task of its own.
+
+    The SDK's client lives in anyio task groups whose scopes must be entered
+    and left by one task, outside any per-probe timeout scope; requests on
+    the session may come from any task.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def client(self) -> Client | None:
+        """The session while it is usable; ``None`` once it has ended."""
+        if self._task is None or self._task.done() or not self._ready.done():
+            return None
+        return None if self._ready.exception() else self._ready.result()
+
+    async def open(self) -> Client:
+        self._task = asyncio.create_task(self._hold(), name="mcp-health-session")
+        # Shield: a probe timeout must not cancel the holder task halfway
+        # through its context manager; close() ends it instead.
+        return await asyncio.shield(self._ready)
+
+    async def _hold(self) -> None:
+        try:
+            async with self._client as client:
+                self._ready.set_result(client)
+                await self._stop.wait()
+        except BaseException as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc if isinstance(exc, Exception)
+                                          else ConnectionError("session cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+
+    async def close(self) -> None:
+        self._stop.set()
+        task = self._task
+        if task is None:
+            return
+        if not self._ready.done():
+            task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=_CLOSE_GRACE)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=_CLOSE_GRACE)
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: a dying session's error is not news
+        if self._ready.done() and not self._ready.cancelled():
+            self._ready.exception()
+
+
+def classify(exc: BaseException) -> ProbeFailure:
+    """Map whatever the SDK or HTTP stack raised to an outcome, without leaking secrets."""
+    leaves = list(_leaves(exc))
+    for leaf in leaves:
+        if isinstance(leaf, ProbeFailure):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, httpx2.HTTPStatusError):
+            code = leaf.response.status_code
+            failure = _status_failure(code, leaf.response.headers)
+            if failure is not None:
+                return failure
+            return ProbeFailure(Outcome.PROTOCOL_ERROR, f"server answered HTTP {code}",
+                                http_status=code)
+    for leaf in leaves:
+        if isinstance(leaf, TimeoutError | httpx2.TimeoutException):
+            return ProbeFailure(Outcome.TIMEOUT, "timed out")
+    for leaf in leaves:
+        if isinstance(leaf, httpx2.ConnectError | ConnectionError | OSError):
+            return ProbeFailure(Outcome.UNREACHABLE, f"cannot connect: {_short(str(leaf))}")
+    for leaf in leaves:
+        if isinstance(leaf, MCPError):
+            if _is_not_found(leaf):
+                return ProbeFailure(Outcome.RESOURCE_NOT_FOUND, _short(leaf.message))
+            return ProbeFailure(Outcome.PROTOCOL_ERROR,
+                                f"MCP error {leaf.code}: {_short(leaf.message)}")
+    for leaf in leaves:
+        if isinstance(leaf, httpx2.TransportError):
+            return ProbeFailure(Outcome.UNREACHABLE, f"{type(leaf).__name__}: {_short(str(leaf))}")
+    first = leaves[0] if leaves else exc
+    return ProbeFailure(Outcome.PROTOCOL_ERROR, f"{type(first).__name__}: {_short(str(first))}")
+
+
+def _leaves(exc: BaseException, depth: int = 0) -> list[BaseException]:
+    """Exceptions inside groups and cause chains, outermost first."""
+    if depth > 10:
+        return []
+    found: list[BaseException] = []
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            found += _leaves(sub, depth + 1)
+        return found
+    found.append(exc)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and cause is not exc:
+        found += _leaves(cause, depth + 1)
+    return found
+
+
+def _status_failure(code: int, headers: Mapping[str, str]) -> ProbeFailure | None:
+    if code in (401, 403):
+        return ProbeFailure(Outcome.UNAUTHORIZED, f"server refused the credentials (HTTP {code})",
+                            http_status=code)
+    if code == 429:
+        retry = _retry_after(headers.get("retry-after"))
+        hint = f", retry after {retry:g}s" if retry is not None else ""
+        return ProbeFailure(Outcome.RATE_LIMITED, f"server is rate-limiting (HTTP 429{hint})",
+                            http_status=code, retry_after_s=retry)
+    return None
+
+
+def _raise_for_status(code: int, headers: Mapping[str, str]) -> None:
+    failure = _status_failure(code, headers)
+    if failure is not None:
+        raise failure
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(when.timestamp() - time.time(), 0.0)
+
+
+# JSON-RPC: -32002 is MCP's "resource not found"; some servers use invalid params.
+_NOT_FOUND_CODES = {-32002, -32602}
+
+
+def _is_not_found(exc: MCPError) -> bool:
+    if exc.code == -32002:
+        return True
+    return exc.code in _NOT_FOUND_CODES and any(
+        word in exc.message.lower() for word in ("unknown resource", "not found"))
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
