@@ -32,6 +32,7 @@ from mcp import Client, MCPError
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import BlobResourceContents, Implementation, TextResourceContents
+from mcp_types.jsonrpc import CONNECTION_CLOSED, INVALID_REQUEST
 
 from mcp_health_operator import __version__, health
 from mcp_health_operator.health import HealthCheckResponse
@@ -132,8 +133,13 @@ class Prober:
         self.rehandshake_after = rehandshake_after
         self._http: httpx2.AsyncClient | None = None
         self._session_holder: _SessionHolder | None = None
+        self._reused = False
         self._connected_at = 0.0
         self._identity: ServerIdentity | None = None
+        # The SDK turns an HTTP 401/403/429 on its POST into a generic MCP
+        # error; a response hook keeps the status so the probe can say what
+        # really happened.
+        self._http_error: tuple[int, Mapping[str, str]] | None = None
 
     @property
     def url(self) -> str:
@@ -142,9 +148,20 @@ class Prober:
     async def probe(self, *, timeout: float | None = None) -> ProbeResult:
         started = time.perf_counter()
         budget = self.timeout if timeout is None else timeout
+        self._http_error = None
         try:
             with anyio.fail_after(budget):
-                document = await self._read()
+                try:
+                    document = await self._read()
+                except Exception as exc:
+                    if not self._stale_session(exc):
+                        raise
+                    # A kept session can go stale (server restarted, idle
+                    # connection dropped): that says nothing about the
+                    # server, so retry once on a fresh session.
+                    await self._discard()
+                    self._http_error = None
+                    document = await self._read()
         except ProbeFailure as failure:
             await self._discard()
             return self._result(failure.outcome, started, message=failure.message,
@@ -156,11 +173,34 @@ class Prober:
                                 message=f"no answer within {budget:g}s")
         except Exception as exc:  # classified below; a probe never raises
             await self._discard()
-            failure = classify(exc)
+            failure = self._http_failure() or classify(exc)
             return self._result(failure.outcome, started, message=failure.message,
                                 http_status=failure.http_status,
                                 retry_after_s=failure.retry_after_s)
         return self._result(Outcome.OK, started, document=document)
+
+    def _stale_session(self, exc: Exception) -> bool:
+        if not self._reused:
+            return False
+        if isinstance(exc, MCPError):
+            return exc.code == CONNECTION_CLOSED or (
+                exc.code == INVALID_REQUEST and "session terminated" in exc.message.lower())
+        return isinstance(exc, httpx2.TransportError)
+
+    def _http_failure(self) -> ProbeFailure | None:
+        if self._http_error is None:
+            return None
+        code, headers = self._http_error
+        failure = _status_failure(code, headers)
+        if failure is None and code == 404:
+            failure = ProbeFailure(Outcome.PROTOCOL_ERROR,
+                                   f"no MCP endpoint at {urlsplit(self.url).path} (HTTP 404)",
+                                   http_status=code)
+        return failure
+
+    async def _on_response(self, response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            self._http_error = (response.status_code, dict(response.headers))
 
     def _result(self, outcome: Outcome, started: float, **fields: Any) -> ProbeResult:
         latency = (time.perf_counter() - started) * 1000.0
@@ -238,7 +278,9 @@ class Prober:
         if self._session_holder is not None and now - self._connected_at < self.rehandshake_after:
             client = self._session_holder.client
             if client is not None:
+                self._reused = True
                 return client
+        self._reused = False
         await self._discard()
         holder = _SessionHolder(self._new_client())
         self._session_holder = holder
@@ -269,7 +311,8 @@ class Prober:
                      timeout: httpx2.Timeout | None = None,
                      auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth,
-                                  verify=self._verify())
+                                  verify=self._verify(),
+                                  event_hooks={"response": [self._on_response]})
 
     def _http_client(self) -> httpx2.AsyncClient:
         if self._http is None:
@@ -277,6 +320,7 @@ class Prober:
                 headers=dict(self.target.headers), verify=self._verify(),
                 timeout=httpx2.Timeout(self.timeout, read=self.rehandshake_after + 60),
                 limits=httpx2.Limits(max_connections=4, max_keepalive_connections=2),
+                event_hooks={"response": [self._on_response]},
             )
         return self._http
 
@@ -379,6 +423,8 @@ def classify(exc: BaseException) -> ProbeFailure:
             return ProbeFailure(Outcome.UNREACHABLE, f"cannot connect: {_short(str(leaf))}")
     for leaf in leaves:
         if isinstance(leaf, MCPError):
+            if leaf.code == CONNECTION_CLOSED:
+                return ProbeFailure(Outcome.UNREACHABLE, "connection to the server was lost")
             if _is_not_found(leaf):
                 return ProbeFailure(Outcome.RESOURCE_NOT_FOUND, _short(leaf.message))
             return ProbeFailure(Outcome.PROTOCOL_ERROR,

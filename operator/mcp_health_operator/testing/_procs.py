@@ -41,13 +41,24 @@ def tail(log: Path | None, lines: int = 30) -> str:
 
 
 def stop(proc: subprocess.Popen[bytes] | None, *, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-    """Stop a process politely, then firmly."""
+    """Stop a process politely, then firmly.
+
+    Processes are started in a session of their own, so the signal goes to the
+    whole group: a wrapper such as ``runuser`` does not forward every signal.
+    """
     if proc is None or proc.poll() is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, sig)
+    _signal(proc, sig)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _signal(proc, signal.SIGKILL)
         proc.wait(timeout=5)
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)

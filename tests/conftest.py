@@ -1,0 +1,57 @@
+"""Fixtures that start real parts: PostgreSQL, sample MCP servers, a control plane."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mcp_health_operator.testing import controlplane, postgres, samples
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[postgres.Postgres]:
+    """A PostgreSQL shared by the session; never stopped by tests (see ``own_pg``)."""
+    server = postgres.temporary().start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def own_pg() -> Iterator[postgres.Postgres]:
+    """A PostgreSQL of the test's own, which the test may stop and restart."""
+    server = postgres.temporary().start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+SampleFactory = Callable[..., samples.SampleServer]
+
+
+@pytest.fixture
+def sample_server() -> Iterator[SampleFactory]:
+    """Start sample servers (``profile``, ``dsn``, ``transport``, ...); all stop at teardown."""
+    started: list[samples.SampleServer] = []
+
+    def start(profile: str = "codebase-mcp", **kwargs: object) -> samples.SampleServer:
+        server = samples.SampleServer(profile=profile, **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[controlplane.ControlPlane]:
+    workdir = Path(tempfile.mkdtemp(prefix="mcp-health-cp-"))
+    plane = controlplane.ControlPlane(workdir=workdir).start()
+    yield plane
+    plane.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
