@@ -18,10 +18,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", choices=sorted(server.PROFILES), default="codebase-mcp")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, help="default: 8000 codebase-mcp, 8001 workflow-mcp")
-    parser.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http")
-    parser.add_argument("--dsn", default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres"))
-    parser.add_argument("--pool-size", type=int,
-                        default=int(os.environ.get("DB_POOL_MAX_SIZE", "10")))
+    parser.add_argument(
+        "--transport", choices=["streamable-http", "sse"], default="streamable-http"
+    )
+    parser.add_argument(
+        "--dsn", default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres")
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=int(os.environ.get("DB_POOL_MAX_SIZE", "10"))
+    )
     parser.add_argument("--memory-limit-mb", type=float, default=2048.0)
     parser.add_argument("--environment", default="production")
     parser.add_argument("--region", default="us-west-2")
@@ -32,13 +37,22 @@ async def run(args: argparse.Namespace) -> None:
     profile = server.PROFILES[args.profile]
     pool = DatabasePool(args.dsn, args.pool_size)
     await pool.open()
-    health = HealthService(pool, version=profile.version, environment=args.environment,
-                           region=args.region, memory_limit_mb=args.memory_limit_mb,
-                           server_name=profile.name)
+    health = HealthService(
+        pool,
+        version=profile.version,
+        environment=args.environment,
+        region=args.region,
+        memory_limit_mb=args.memory_limit_mb,
+        server_name=profile.name,
+    )
     mcp = server.build(profile, pool, health)
-    config = uvicorn.Config(server.app(mcp, args.transport), host=args.host,
-                            port=args.port or profile.port, log_level="warning",
-                            lifespan="on")
+    config = uvicorn.Config(
+        server.app(mcp, args.transport),
+        host=args.host,
+        port=args.port or profile.port,
+        log_level="warning",
+        lifespan="on",
+    )
     try:
         await uvicorn.Server(config).serve()
     finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from psycopg import AsyncConnection
@@ -28,11 +30,19 @@ class DatabasePool:
         # min == max: the pool keeps `size` connections open, as the guide's
         # example (10 total = 3 active + 7 idle) implies.
         self.pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(
-            dsn, min_size=size, max_size=size, open=False, timeout=acquire_timeout,
+            dsn,
+            min_size=size,
+            max_size=size,
+            open=False,
+            timeout=acquire_timeout,
             reconnect_timeout=0,  # keep retrying forever while the database is down
             kwargs={"connect_timeout": 2},
         )
+        self._dsn = dsn
+        self._health_conn: AsyncConnection | None = None
+        self._health_lock = asyncio.Lock()
         self._held: list[AsyncConnection] = []
+        self._in_use = 0
         self._hold_task: asyncio.Task[None] | None = None
 
     @property
@@ -44,6 +54,8 @@ class DatabasePool:
 
     async def close(self) -> None:
         await self.release()
+        if self._health_conn is not None:
+            await self._health_conn.close()
         await self.pool.close()
 
     async def resize(self, size: int) -> None:
@@ -51,11 +63,21 @@ class DatabasePool:
         self._size = size
         await self.pool.resize(min_size=size, max_size=size)
 
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection, counted as active while it is out."""
+        async with self.pool.connection(timeout=self._acquire_timeout) as conn:
+            self._in_use += 1
+            try:
+                yield conn
+            finally:
+                self._in_use -= 1
+
     def figures(self) -> PoolFigures:
+        # Count checkouts ourselves: psycopg's pool_size includes connections
+        # still being opened, which would read as busy while the pool grows.
         stats = self.pool.get_stats()
-        available = stats.get("pool_available", 0)
-        opened = stats.get("pool_size", 0)
-        active = max(opened - available, 0)
+        active = self._in_use + len(self._held)
         return PoolFigures(
             total=self._size,
             active=active,
@@ -65,10 +87,24 @@ class DatabasePool:
         )
 
     async def ping(self) -> float:
-        """``SELECT 1`` through the pool; returns its latency in ms, raises if down."""
+        """``SELECT 1`` on the health connection; returns its latency in ms, raises if down.
+
+        The health check has a connection of its own, outside the pool: an
+        exhausted pool is a pool problem, and must not read as a lost database.
+        """
         started = time.perf_counter()
-        async with self.pool.connection(timeout=self._acquire_timeout) as conn:
-            await conn.execute("SELECT 1")
+        async with self._health_lock:
+            try:
+                if self._health_conn is None or self._health_conn.closed:
+                    self._health_conn = await AsyncConnection.connect(
+                        self._dsn, autocommit=True, connect_timeout=2
+                    )
+                await self._health_conn.execute("SELECT 1")
+            except Exception:
+                conn, self._health_conn = self._health_conn, None
+                if conn is not None:
+                    await conn.close()
+                raise
         return (time.perf_counter() - started) * 1000.0
 
     async def hold(self, connections: int, seconds: float) -> int:

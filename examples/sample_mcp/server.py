@@ -27,19 +27,30 @@ class Profile:
 
 
 PROFILES = {
-    "codebase-mcp": Profile("codebase-mcp", 8000, "2.0.0", "Code search over indexed repositories."),
+    "codebase-mcp": Profile(
+        "codebase-mcp", 8000, "2.0.0", "Code search over indexed repositories."
+    ),
     "workflow-mcp": Profile("workflow-mcp", 8001, "2.0.0", "Task and workflow tracking."),
 }
 
 
 def build(profile: Profile, pool: DatabasePool, health: HealthService) -> MCPServer[Any]:
-    mcp: MCPServer[Any] = MCPServer(profile.name, version=profile.version,
-                                    instructions=profile.instructions)
+    mcp: MCPServer[Any] = MCPServer(
+        profile.name, version=profile.version, instructions=profile.instructions
+    )
 
     @mcp.resource("health://status", name="health_status", mime_type="application/json")
     async def health_status() -> str:
         """Health check endpoint (the guide's HealthCheckResponse)."""
         return json.dumps(await health.check_health())
+
+    @mcp.tool()
+    async def database_time() -> str:
+        """The database's clock, through a pooled connection."""
+        async with pool.connection() as conn:
+            cursor = await conn.execute("SELECT now()::text")
+            row = await cursor.fetchone()
+        return json.dumps({"now": row[0] if row else None})
 
     @mcp.tool()
     async def scale_pool(size: int) -> str:
@@ -61,7 +72,7 @@ def build(profile: Profile, pool: DatabasePool, health: HealthService) -> MCPSer
         await pool.release()
         return json.dumps({"held": 0})
 
-    @mcp.custom_route("/health/status", methods=["GET"])
+    @mcp.custom_route("/health/status", methods=["GET"])  # type: ignore[untyped-decorator]
     async def http_health(request: Request) -> JSONResponse:
         # The guide's `curl http://server/health/status`: same JSON, plain HTTP.
         return JSONResponse(await health.check_health())
@@ -74,6 +85,5 @@ def app(mcp: MCPServer[Any], transport: str) -> Starlette:
     # the Host allow-list of DNS-rebinding protection would get in the way.
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     if transport == "sse":
-        return mcp.sse_app(sse_path="/sse", message_path="/messages/",
-                           transport_security=security)
+        return mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security)
     return mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security)

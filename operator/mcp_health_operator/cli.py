@@ -31,28 +31,52 @@ def _header(value: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mcp-health", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="mcp-health", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"mcp-health {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    check = sub.add_parser("check", help="read a server's health resource once",
-                           description="Read an MCP server's health resource once. "
-                                       "Exit 0 healthy, 1 degraded or unhealthy, 2 error.")
-    check.add_argument("url", help="server URL, e.g. http://localhost:8000 (the transport's "
-                                   "default path /mcp, /sse or /health/status is added when "
-                                   "the URL has none)")
-    check.add_argument("--transport", choices=[t.value for t in probe.Transport],
-                       default=probe.Transport.STREAMABLE_HTTP.value)
-    check.add_argument("--timeout", type=float, default=5.0,
-                       help="seconds for the whole check, handshake included (default 5)")
-    check.add_argument("--resource", default=probe.DEFAULT_RESOURCE,
-                       help="resource URI (default health://status)")
-    check.add_argument("--header", type=_header, action="append", default=[],
-                       metavar="'NAME: VALUE'", help="extra HTTP header (repeatable)")
-    check.add_argument("--token-env", metavar="VAR",
-                       help="send 'Authorization: Bearer $VAR' (read from the environment, "
-                            "so the token stays out of shell history)")
+    check = sub.add_parser(
+        "check",
+        help="read a server's health resource once",
+        description="Read an MCP server's health resource once. "
+        "Exit 0 healthy, 1 degraded or unhealthy, 2 error.",
+    )
+    check.add_argument(
+        "url",
+        help="server URL, e.g. http://localhost:8000 (the transport's "
+        "default path /mcp, /sse or /health/status is added when "
+        "the URL has none)",
+    )
+    check.add_argument(
+        "--transport",
+        choices=[t.value for t in probe.Transport],
+        default=probe.Transport.STREAMABLE_HTTP.value,
+    )
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="seconds for the whole check, handshake included (default 5)",
+    )
+    check.add_argument(
+        "--resource", default=probe.DEFAULT_RESOURCE, help="resource URI (default health://status)"
+    )
+    check.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra HTTP header (repeatable)",
+    )
+    check.add_argument(
+        "--token-env",
+        metavar="VAR",
+        help="send 'Authorization: Bearer $VAR' (read from the environment, "
+        "so the token stays out of shell history)",
+    )
     check.add_argument("--ca-file", help="CA bundle to verify the server's TLS certificate")
     check.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     check.add_argument("--output", "-o", choices=["table", "json"], default="table")
@@ -74,9 +98,14 @@ def check(args: argparse.Namespace, *, out: TextIO) -> int:
             print(f"ERROR: environment variable {args.token_env} is empty or unset", file=out)
             return EXIT_ERROR
         headers["Authorization"] = f"Bearer {token}"
-    target = probe.Target(url=args.url, transport=probe.Transport(args.transport),
-                          resource_uri=args.resource, headers=headers, ca_file=args.ca_file,
-                          insecure_skip_verify=args.insecure)
+    target = probe.Target(
+        url=args.url,
+        transport=probe.Transport(args.transport),
+        resource_uri=args.resource,
+        headers=headers,
+        ca_file=args.ca_file,
+        insecure_skip_verify=args.insecure,
+    )
     result = asyncio.run(_probe_once(target, args.timeout))
     if args.output == "json":
         json.dump(as_json(target, result), out, indent=2)
@@ -112,14 +141,23 @@ def as_json(target: probe.Target, result: probe.ProbeResult) -> dict[str, Any]:
         "status": doc.status if doc else None,
         "database_status": doc.database_status if doc else None,
         "pool_utilization": doc.connection_pool.pool_utilization
-        if doc and doc.connection_pool else None,
-        "connection_pool": doc.connection_pool.model_dump() if doc and doc.connection_pool else None,
+        if doc and doc.connection_pool
+        else None,
+        "connection_pool": doc.connection_pool.model_dump()
+        if doc and doc.connection_pool
+        else None,
         "checks": {name: c.model_dump(exclude_none=True) for name, c in doc.checks.items()}
-        if doc else None,
+        if doc
+        else None,
         "uptime_seconds": doc.uptime_seconds if doc else None,
         "metadata": doc.metadata if doc else None,
-        "server": {"name": server.name, "version": server.version,
-                   "protocol_version": server.protocol_version} if server else None,
+        "server": {
+            "name": server.name,
+            "version": server.version,
+            "protocol_version": server.protocol_version,
+        }
+        if server
+        else None,
         "retry_after_seconds": result.retry_after_s,
     }
 
@@ -128,22 +166,30 @@ def write_table(target: probe.Target, result: probe.ProbeResult, out: TextIO) ->
     doc = result.document
     url = probe.endpoint(target.url, target.transport)
     if doc is None:
-        print(f"ERROR: Health check failed - {result.outcome.value}: {result.message} ({url})",
-              file=out)
+        print(
+            f"ERROR: Health check failed - {result.outcome.value}: {result.message} ({url})",
+            file=out,
+        )
         return
     print(f"[{datetime.now().isoformat()}] Health Check {url}", file=out)
     print(f"  Status: {doc.status.upper()}", file=out)
     print(f"  Database: {doc.database_status or 'n/a'}", file=out)
     if doc.connection_pool is not None:
         pool = doc.connection_pool
-        print(f"  Pool Utilization: {pool.pool_utilization:.1%} ({pool.active_connections} active"
-              f", {pool.idle_connections} idle of {pool.total_connections}, "
-              f"{pool.waiting_requests} waiting)", file=out)
+        print(
+            f"  Pool Utilization: {pool.pool_utilization:.1%} ({pool.active_connections} active"
+            f", {pool.idle_connections} idle of {pool.total_connections}, "
+            f"{pool.waiting_requests} waiting)",
+            file=out,
+        )
     else:
         print("  Pool Utilization: n/a", file=out)
     for name, item in sorted(doc.checks.items()):
-        figures = [f"{key}={value}" for key, value in item.model_dump(exclude_none=True).items()
-                   if key not in ("status", "message")]
+        figures = [
+            f"{key}={value}"
+            for key, value in item.model_dump(exclude_none=True).items()
+            if key not in ("status", "message")
+        ]
         detail = f" ({', '.join(figures)})" if figures else ""
         print(f"  Check {name}: {item.status}{detail}", file=out)
     print(f"  Latency: {result.latency_ms:.1f} ms", file=out)

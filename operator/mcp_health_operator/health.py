@@ -123,4 +123,3 @@ def describe(exc: ValidationError) -> str:
 def _short(text: str, limit: int = 300) -> str:
     text = "".join(ch if ch.isprintable() else "?" for ch in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-

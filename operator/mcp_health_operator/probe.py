@@ -18,6 +18,7 @@ Transports:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections.abc import Mapping
@@ -32,7 +33,7 @@ from mcp import Client, MCPError
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import BlobResourceContents, Implementation, TextResourceContents
-from mcp_types.jsonrpc import CONNECTION_CLOSED, INVALID_REQUEST
+from mcp_types.jsonrpc import CONNECTION_CLOSED, INVALID_REQUEST, METHOD_NOT_FOUND
 
 from mcp_health_operator import __version__, health
 from mcp_health_operator.health import HealthCheckResponse
@@ -51,8 +52,11 @@ class Transport(StrEnum):
 
 # Where each transport lives when a URL names only the server (as the
 # guide's `health_check.py http://localhost:8000` does).
-DEFAULT_PATHS = {Transport.STREAMABLE_HTTP: "/mcp", Transport.SSE: "/sse",
-                 Transport.HTTP: "/health/status"}
+DEFAULT_PATHS = {
+    Transport.STREAMABLE_HTTP: "/mcp",
+    Transport.SSE: "/sse",
+    Transport.HTTP: "/health/status",
+}
 
 
 class Outcome(StrEnum):
@@ -112,8 +116,14 @@ def endpoint(url: str, transport: Transport) -> str:
 class ProbeFailure(Exception):
     """A classified failure on the way to a document; becomes a ``ProbeResult``."""
 
-    def __init__(self, outcome: Outcome, message: str, *, http_status: int | None = None,
-                 retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        outcome: Outcome,
+        message: str,
+        *,
+        http_status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.outcome = outcome
         self.message = message
@@ -124,9 +134,14 @@ class ProbeFailure(Exception):
 class Prober:
     """One target, one reusable session, one ``ProbeResult`` per ``probe()``."""
 
-    def __init__(self, target: Target, *, timeout: float = DEFAULT_TIMEOUT,
-                 max_bytes: int = health.DEFAULT_MAX_BYTES,
-                 rehandshake_after: float = DEFAULT_REHANDSHAKE_AFTER) -> None:
+    def __init__(
+        self,
+        target: Target,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_bytes: int = health.DEFAULT_MAX_BYTES,
+        rehandshake_after: float = DEFAULT_REHANDSHAKE_AFTER,
+    ) -> None:
         self.target = target
         self.timeout = timeout
         self.max_bytes = max_bytes
@@ -162,29 +177,31 @@ class Prober:
                     await self._discard()
                     self._http_error = None
                     document = await self._read()
-        except ProbeFailure as failure:
-            await self._discard()
-            return self._result(failure.outcome, started, message=failure.message,
-                                http_status=failure.http_status,
-                                retry_after_s=failure.retry_after_s)
         except TimeoutError:
             await self._discard()
-            return self._result(Outcome.TIMEOUT, started,
-                                message=f"no answer within {budget:g}s")
-        except Exception as exc:  # classified below; a probe never raises
+            return self._result(Outcome.TIMEOUT, started, message=f"no answer within {budget:g}s")
+        except Exception as exc:  # classified here; a probe never raises
             await self._discard()
-            failure = self._http_failure() or classify(exc)
-            return self._result(failure.outcome, started, message=failure.message,
-                                http_status=failure.http_status,
-                                retry_after_s=failure.retry_after_s)
+            known = exc if isinstance(exc, ProbeFailure) else None
+            return self._failed(started, known or self._http_failure() or classify(exc))
         return self._result(Outcome.OK, started, document=document)
+
+    def _failed(self, started: float, failure: ProbeFailure) -> ProbeResult:
+        return self._result(
+            failure.outcome,
+            started,
+            message=failure.message,
+            http_status=failure.http_status,
+            retry_after_s=failure.retry_after_s,
+        )
 
     def _stale_session(self, exc: Exception) -> bool:
         if not self._reused:
             return False
         if isinstance(exc, MCPError):
             return exc.code == CONNECTION_CLOSED or (
-                exc.code == INVALID_REQUEST and "session terminated" in exc.message.lower())
+                exc.code == INVALID_REQUEST and "session terminated" in exc.message.lower()
+            )
         return isinstance(exc, httpx2.TransportError)
 
     def _http_failure(self) -> ProbeFailure | None:
@@ -193,9 +210,11 @@ class Prober:
         code, headers = self._http_error
         failure = _status_failure(code, headers)
         if failure is None and code == 404:
-            failure = ProbeFailure(Outcome.PROTOCOL_ERROR,
-                                   f"no MCP endpoint at {urlsplit(self.url).path} (HTTP 404)",
-                                   http_status=code)
+            failure = ProbeFailure(
+                Outcome.PROTOCOL_ERROR,
+                f"no MCP endpoint at {urlsplit(self.url).path} (HTTP 404)",
+                http_status=code,
+            )
         return failure
 
     async def _on_response(self, response: httpx2.Response) -> None:
@@ -207,6 +226,7 @@ class Prober:
         return ProbeResult(outcome=outcome, latency_ms=latency, server=self._identity, **fields)
 
     async def _read(self) -> HealthCheckResponse:
+        payload: str | bytes
         if self.target.transport is Transport.HTTP:
             payload = await self._get()
         else:
@@ -224,21 +244,27 @@ class Prober:
         async with http.stream("GET", self.url, headers={"Accept": "application/json"}) as resp:
             _raise_for_status(resp.status_code, resp.headers)
             if resp.status_code == 404:
-                raise ProbeFailure(Outcome.RESOURCE_NOT_FOUND,
-                                   f"GET {urlsplit(self.url).path} answered 404",
-                                   http_status=404)
+                raise ProbeFailure(
+                    Outcome.RESOURCE_NOT_FOUND,
+                    f"GET {urlsplit(self.url).path} answered 404",
+                    http_status=404,
+                )
             if resp.status_code >= 400:
-                raise ProbeFailure(Outcome.PROTOCOL_ERROR,
-                                   f"GET answered HTTP {resp.status_code}",
-                                   http_status=resp.status_code)
+                raise ProbeFailure(
+                    Outcome.PROTOCOL_ERROR,
+                    f"GET answered HTTP {resp.status_code}",
+                    http_status=resp.status_code,
+                )
             body = bytearray()
             # Read at most max_bytes + 1: enough to tell "too large" without
             # buffering whatever an endless body would send.
             async for chunk in resp.aiter_bytes():
                 body += chunk
                 if len(body) > self.max_bytes:
-                    raise ProbeFailure(Outcome.INVALID_DOCUMENT,
-                                       f"health document exceeds the {self.max_bytes}-byte limit")
+                    raise ProbeFailure(
+                        Outcome.INVALID_DOCUMENT,
+                        f"health document exceeds the {self.max_bytes}-byte limit",
+                    )
             return bytes(body)
 
     # -- MCP ---------------------------------------------------------------
@@ -247,19 +273,28 @@ class Prober:
         client = await self._session()
         caps = client.server_capabilities
         if caps.resources is None:
-            raise ProbeFailure(Outcome.RESOURCE_NOT_FOUND,
-                               "server does not declare the resources capability")
+            raise ProbeFailure(
+                Outcome.RESOURCE_NOT_FOUND, "server does not declare the resources capability"
+            )
         try:
             result = await client.read_resource(self.target.resource_uri)
         except MCPError as exc:
+            if exc.code == METHOD_NOT_FOUND:
+                raise ProbeFailure(
+                    Outcome.RESOURCE_NOT_FOUND,
+                    "server does not serve resources (resources/read: method not found)",
+                ) from None
             if _is_not_found(exc):
-                raise ProbeFailure(Outcome.RESOURCE_NOT_FOUND,
-                                   f"resource {self.target.resource_uri} not found: "
-                                   f"{_short(exc.message)}") from None
+                raise ProbeFailure(
+                    Outcome.RESOURCE_NOT_FOUND,
+                    f"resource {self.target.resource_uri} not found: {_short(exc.message)}",
+                ) from None
             raise
         if not result.contents:
-            raise ProbeFailure(Outcome.INVALID_DOCUMENT,
-                               f"resource {self.target.resource_uri} returned no contents")
+            raise ProbeFailure(
+                Outcome.INVALID_DOCUMENT,
+                f"resource {self.target.resource_uri} returned no contents",
+            )
         first = result.contents[0]
         if isinstance(first, TextResourceContents):
             return first.text
@@ -269,8 +304,9 @@ class Prober:
             try:
                 return base64.b64decode(first.blob, validate=True)
             except ValueError:
-                raise ProbeFailure(Outcome.INVALID_DOCUMENT,
-                                   "resource blob is not valid base64") from None
+                raise ProbeFailure(
+                    Outcome.INVALID_DOCUMENT, "resource blob is not valid base64"
+                ) from None
         raise ProbeFailure(Outcome.INVALID_DOCUMENT, "resource contents are neither text nor blob")
 
     async def _session(self) -> Client:
@@ -288,14 +324,19 @@ class Prober:
         self._connected_at = now
         info = client.server_info
         self._identity = ServerIdentity(
-            name=info.name if info else None, version=info.version if info else None,
-            protocol_version=client.protocol_version, transport=self.target.transport)
+            name=info.name if info else None,
+            version=info.version if info else None,
+            protocol_version=client.protocol_version,
+            transport=self.target.transport,
+        )
         return client
 
     def _new_client(self) -> Client:
         if self.target.transport is Transport.SSE:
             transport: Any = sse_client(
-                self.url, headers=dict(self.target.headers), timeout=self.timeout,
+                self.url,
+                headers=dict(self.target.headers),
+                timeout=self.timeout,
                 sse_read_timeout=self.rehandshake_after + 60,
                 httpx_client_factory=self._sse_factory,
             )
@@ -303,21 +344,32 @@ class Prober:
             transport = streamable_http_client(self.url, http_client=self._http_client())
         # cache=None: a health probe must reach the server every time, whatever
         # TTL hints the server sends for resources/read.
-        return Client(transport, cache=None, mode="auto",
-                      client_info=Implementation(name="mcp-health-operator",
-                                                 version=__version__))
+        return Client(
+            transport,
+            cache=None,
+            mode="auto",
+            client_info=Implementation(name="mcp-health-operator", version=__version__),
+        )
 
-    def _sse_factory(self, headers: dict[str, str] | None = None,
-                     timeout: httpx2.Timeout | None = None,
-                     auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth,
-                                  verify=self._verify(),
-                                  event_hooks={"response": [self._on_response]})
+    def _sse_factory(
+        self,
+        headers: dict[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            headers=headers,
+            timeout=timeout,
+            auth=auth,
+            verify=self._verify(),
+            event_hooks={"response": [self._on_response]},
+        )
 
     def _http_client(self) -> httpx2.AsyncClient:
         if self._http is None:
             self._http = httpx2.AsyncClient(
-                headers=dict(self.target.headers), verify=self._verify(),
+                headers=dict(self.target.headers),
+                verify=self._verify(),
                 timeout=httpx2.Timeout(self.timeout, read=self.rehandshake_after + 60),
                 limits=httpx2.Limits(max_connections=4, max_keepalive_connections=2),
                 event_hooks={"response": [self._on_response]},
@@ -327,9 +379,7 @@ class Prober:
     def _verify(self) -> ssl.SSLContext | bool:
         if self.target.insecure_skip_verify:
             return False
-        if self.target.ca_file:
-            return ssl.create_default_context(cafile=self.target.ca_file)
-        return True
+        return _ssl_context(self.target.ca_file)
 
     async def _discard(self) -> None:
         """Drop the session (after a failure, or to re-handshake); bounded in time."""
@@ -343,6 +393,12 @@ class Prober:
         if http is not None:
             with anyio.move_on_after(_CLOSE_GRACE, shield=True):
                 await http.aclose()
+
+
+@functools.lru_cache(maxsize=64)
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """One context per CA bundle: building one costs ~20 ms of CPU, so never per client."""
+    return ssl.create_default_context(cafile=ca_file)
 
 
 class _SessionHolder:
@@ -379,8 +435,9 @@ class _SessionHolder:
                 await self._stop.wait()
         except BaseException as exc:
             if not self._ready.done():
-                self._ready.set_exception(exc if isinstance(exc, Exception)
-                                          else ConnectionError("session cancelled"))
+                self._ready.set_exception(
+                    exc if isinstance(exc, Exception) else ConnectionError("session cancelled")
+                )
             if not isinstance(exc, Exception):
                 raise
 
@@ -413,8 +470,9 @@ def classify(exc: BaseException) -> ProbeFailure:
             failure = _status_failure(code, leaf.response.headers)
             if failure is not None:
                 return failure
-            return ProbeFailure(Outcome.PROTOCOL_ERROR, f"server answered HTTP {code}",
-                                http_status=code)
+            return ProbeFailure(
+                Outcome.PROTOCOL_ERROR, f"server answered HTTP {code}", http_status=code
+            )
     for leaf in leaves:
         if isinstance(leaf, TimeoutError | httpx2.TimeoutException):
             return ProbeFailure(Outcome.TIMEOUT, "timed out")
@@ -427,8 +485,9 @@ def classify(exc: BaseException) -> ProbeFailure:
                 return ProbeFailure(Outcome.UNREACHABLE, "connection to the server was lost")
             if _is_not_found(leaf):
                 return ProbeFailure(Outcome.RESOURCE_NOT_FOUND, _short(leaf.message))
-            return ProbeFailure(Outcome.PROTOCOL_ERROR,
-                                f"MCP error {leaf.code}: {_short(leaf.message)}")
+            return ProbeFailure(
+                Outcome.PROTOCOL_ERROR, f"MCP error {leaf.code}: {_short(leaf.message)}"
+            )
     for leaf in leaves:
         if isinstance(leaf, httpx2.TransportError):
             return ProbeFailure(Outcome.UNREACHABLE, f"{type(leaf).__name__}: {_short(str(leaf))}")
@@ -454,13 +513,18 @@ def _leaves(exc: BaseException, depth: int = 0) -> list[BaseException]:
 
 def _status_failure(code: int, headers: Mapping[str, str]) -> ProbeFailure | None:
     if code in (401, 403):
-        return ProbeFailure(Outcome.UNAUTHORIZED, f"server refused the credentials (HTTP {code})",
-                            http_status=code)
+        return ProbeFailure(
+            Outcome.UNAUTHORIZED, f"server refused the credentials (HTTP {code})", http_status=code
+        )
     if code == 429:
         retry = _retry_after(headers.get("retry-after"))
         hint = f", retry after {retry:g}s" if retry is not None else ""
-        return ProbeFailure(Outcome.RATE_LIMITED, f"server is rate-limiting (HTTP 429{hint})",
-                            http_status=code, retry_after_s=retry)
+        return ProbeFailure(
+            Outcome.RATE_LIMITED,
+            f"server is rate-limiting (HTTP 429{hint})",
+            http_status=code,
+            retry_after_s=retry,
+        )
     return None
 
 
@@ -493,7 +557,8 @@ def _is_not_found(exc: MCPError) -> bool:
     if exc.code == -32002:
         return True
     return exc.code in _NOT_FOUND_CODES and any(
-        word in exc.message.lower() for word in ("unknown resource", "not found"))
+        word in exc.message.lower() for word in ("unknown resource", "not found")
+    )
 
 
 def _short(text: str, limit: int = 200) -> str:

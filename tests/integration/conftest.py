@@ -21,9 +21,12 @@ def hostile_server() -> Iterator[HostileFactory]:
 
     def start(mode: str, *args: str) -> str:
         port = _procs.free_port()
-        proc = subprocess.Popen([sys.executable, str(HOSTILE), mode, "--port", str(port), *args],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(HOSTILE), mode, "--port", str(port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         procs.append(proc)
         _procs.wait_for_port("127.0.0.1", port, timeout=15, proc=proc)
         return f"http://127.0.0.1:{port}"

@@ -33,7 +33,8 @@ async def _probe(target: Target, *, times: int = 1, timeout: float = 5.0) -> lis
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("transport", TRANSPORTS, ids=lambda t: t.value)
 async def test_each_transport_reads_a_healthy_document_from_both_servers(
-        sample_server: SampleFactory, pg: Postgres, profile: str, transport: Transport) -> None:
+    sample_server: SampleFactory, pg: Postgres, profile: str, transport: Transport
+) -> None:
     server = sample_server(profile, dsn=pg.dsn, transport=_server_transport(transport))
     results = await _probe(Target(server.base_url, transport), times=3)
     for result in results:
@@ -54,7 +55,8 @@ async def test_each_transport_reads_a_healthy_document_from_both_servers(
 
 
 async def test_stopping_postgres_turns_the_server_unhealthy_and_restarting_recovers(
-        sample_server: SampleFactory, own_pg: Postgres) -> None:
+    sample_server: SampleFactory, own_pg: Postgres
+) -> None:
     server = sample_server("codebase-mcp", dsn=own_pg.dsn)
     prober = Prober(Target(server.base_url), timeout=5.0)
     try:
@@ -82,7 +84,8 @@ async def test_stopping_postgres_turns_the_server_unhealthy_and_restarting_recov
 
 
 async def test_saturating_the_pool_reports_utilization_at_or_above_095(
-        sample_server: SampleFactory, pg: Postgres) -> None:
+    sample_server: SampleFactory, pg: Postgres
+) -> None:
     server = sample_server("workflow-mcp", dsn=pg.dsn, pool_size=10)
     async with Client(server.url, cache=None) as client:
         held = await client.call_tool("saturate_pool", {"connections": 10, "seconds": 30})
@@ -98,7 +101,8 @@ async def test_saturating_the_pool_reports_utilization_at_or_above_095(
 
 
 async def test_scale_pool_tool_resizes_the_live_pool(
-        sample_server: SampleFactory, pg: Postgres) -> None:
+    sample_server: SampleFactory, pg: Postgres
+) -> None:
     server = sample_server("codebase-mcp", dsn=pg.dsn, pool_size=4)
     async with Client(server.url, cache=None) as client:
         await client.call_tool("saturate_pool", {"connections": 4, "seconds": 30})
@@ -112,7 +116,8 @@ async def test_scale_pool_tool_resizes_the_live_pool(
 
 
 async def test_persistent_session_is_reused_across_probes(
-        sample_server: SampleFactory, pg: Postgres) -> None:
+    sample_server: SampleFactory, pg: Postgres
+) -> None:
     server = sample_server("codebase-mcp", dsn=pg.dsn)
     prober = Prober(Target(server.base_url), timeout=5.0)
     try:
@@ -126,7 +131,8 @@ async def test_persistent_session_is_reused_across_probes(
 
 
 async def test_session_reconnects_after_the_server_restarts(
-        sample_server: SampleFactory, pg: Postgres) -> None:
+    sample_server: SampleFactory, pg: Postgres
+) -> None:
     server = sample_server("codebase-mcp", dsn=pg.dsn)
     prober = Prober(Target(server.base_url), timeout=5.0)
     try:
@@ -150,7 +156,8 @@ async def test_nothing_listening_is_unreachable(pg: Postgres) -> None:
 
 
 async def test_missing_resource_is_resource_not_found(
-        sample_server: SampleFactory, pg: Postgres) -> None:
+    sample_server: SampleFactory, pg: Postgres
+) -> None:
     server = sample_server("codebase-mcp", dsn=pg.dsn)
     [result] = await _probe(Target(server.base_url, resource_uri="health://missing"))
     assert result.outcome is Outcome.RESOURCE_NOT_FOUND  # type: ignore[attr-defined]
@@ -159,7 +166,8 @@ async def test_missing_resource_is_resource_not_found(
 
 @pytest.mark.parametrize("transport", TRANSPORTS, ids=lambda t: t.value)
 async def test_tarpit_times_out_within_the_probe_timeout(
-        hostile_server: HostileFactory, transport: Transport) -> None:
+    hostile_server: HostileFactory, transport: Transport
+) -> None:
     url = hostile_server("tarpit")
     [result] = await _probe(Target(url, transport), timeout=0.5)
     assert result.outcome is Outcome.TIMEOUT  # type: ignore[attr-defined]
@@ -168,11 +176,13 @@ async def test_tarpit_times_out_within_the_probe_timeout(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS, ids=lambda t: t.value)
-@pytest.mark.parametrize(("code", "outcome"), [(401, Outcome.UNAUTHORIZED),
-                                               (403, Outcome.UNAUTHORIZED),
-                                               (429, Outcome.RATE_LIMITED)])
-async def test_http_refusals_are_named(hostile_server: HostileFactory, transport: Transport,
-                                       code: int, outcome: Outcome) -> None:
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [(401, Outcome.UNAUTHORIZED), (403, Outcome.UNAUTHORIZED), (429, Outcome.RATE_LIMITED)],
+)
+async def test_http_refusals_are_named(
+    hostile_server: HostileFactory, transport: Transport, code: int, outcome: Outcome
+) -> None:
     url = hostile_server("status", "--code", str(code), "--retry-after", "7")
     [result] = await _probe(Target(url, transport), timeout=3.0)
     assert result.outcome is outcome, result  # type: ignore[attr-defined]

@@ -1,8 +1,8 @@
 """Misbehaving servers, as real processes, for probe tests.
 
-    python hostile.py status --code 401 --port P     # every request answers 401
-    python hostile.py status --code 429 --retry-after 7 --port P
-    python hostile.py tarpit --port P                # accepts, never answers
+python hostile.py status --code 401 --port P     # every request answers 401
+python hostile.py status --code 429 --retry-after 7 --port P
+python hostile.py tarpit --port P                # accepts, never answers
 """
 
 from __future__ import annotations
@@ -49,8 +49,12 @@ def main() -> None:
     if args.mode == "tarpit":
         asyncio.run(tarpit(args.host, args.port))
     else:
-        uvicorn.run(status_app(args.code, args.retry_after), host=args.host, port=args.port,
-                    log_level="warning")
+        uvicorn.run(
+            status_app(args.code, args.retry_after),
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+        )
 
 
 if __name__ == "__main__":

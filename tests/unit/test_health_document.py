@@ -87,20 +87,31 @@ BAD_DOCUMENTS = {
     "status wrong type": (_seed_with("status", 1), "status: Input should be 'healthy'"),
     "status upper case": (_seed_with("status", "HEALTHY"), "status: Input should be"),
     "unknown database status": (_seed_with("database_status", "up"), "database_status:"),
-    "pool utilization above 1": (_seed_with("connection_pool.pool_utilization", 1.5),
-                                 "connection_pool.pool_utilization: Input should be less"),
-    "pool utilization negative": (_seed_with("connection_pool.pool_utilization", -0.1),
-                                  "connection_pool.pool_utilization: Input should be greater"),
-    "pool utilization a string": (_seed_with("connection_pool.pool_utilization", "high"),
-                                  "connection_pool.pool_utilization:"),
-    "negative connections": (_seed_with("connection_pool.active_connections", -3),
-                             "connection_pool.active_connections:"),
-    "pool missing a count": (_seed_with("connection_pool.total_connections", _DELETE),
-                             "connection_pool.total_connections: Field required"),
-    "check status unknown": (_seed_with("checks.database.status", "ok"),
-                             "checks.database.status:"),
-    "latency NaN": (_seed_with("checks.database.latency_ms", float("nan")),
-                    "checks.database.latency_ms:"),
+    "pool utilization above 1": (
+        _seed_with("connection_pool.pool_utilization", 1.5),
+        "connection_pool.pool_utilization: Input should be less",
+    ),
+    "pool utilization negative": (
+        _seed_with("connection_pool.pool_utilization", -0.1),
+        "connection_pool.pool_utilization: Input should be greater",
+    ),
+    "pool utilization a string": (
+        _seed_with("connection_pool.pool_utilization", "high"),
+        "connection_pool.pool_utilization:",
+    ),
+    "negative connections": (
+        _seed_with("connection_pool.active_connections", -3),
+        "connection_pool.active_connections:",
+    ),
+    "pool missing a count": (
+        _seed_with("connection_pool.total_connections", _DELETE),
+        "connection_pool.total_connections: Field required",
+    ),
+    "check status unknown": (_seed_with("checks.database.status", "ok"), "checks.database.status:"),
+    "latency NaN": (
+        _seed_with("checks.database.latency_ms", float("nan")),
+        "checks.database.latency_ms:",
+    ),
     "uptime infinite": (_seed_with("uptime_seconds", float("inf")), "uptime_seconds:"),
     "checks not an object": (_seed_with("checks", ["database"]), "checks:"),
     "deep nesting": ("[" * 100_000 + "]" * 100_000, "not JSON"),
@@ -108,7 +119,9 @@ BAD_DOCUMENTS = {
 
 
 @pytest.mark.parametrize(("payload", "expected"), BAD_DOCUMENTS.values(), ids=BAD_DOCUMENTS.keys())
-def test_bad_documents_raise_a_document_error_naming_the_problem(payload: str, expected: str) -> None:
+def test_bad_documents_raise_a_document_error_naming_the_problem(
+    payload: str, expected: str
+) -> None:
     with pytest.raises(health.DocumentError) as caught:
         health.parse(payload)
     assert expected in str(caught.value)

@@ -18,14 +18,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None,
-                  log: Path | None = None) -> None:
+def wait_for_port(
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
     """Block until ``host:port`` accepts connections; fail early if ``proc`` dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on "
-                               f"{host}:{port}{tail(log)}")
+            raise RuntimeError(
+                f"process exited with {proc.returncode} before listening on "
+                f"{host}:{port}{tail(log)}"
+            )
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
@@ -40,7 +48,9 @@ def tail(log: Path | None, lines: int = 30) -> str:
     return "\n--- " + str(log) + " ---\n" + "\n".join(text)
 
 
-def stop(proc: subprocess.Popen[bytes] | None, *, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+def stop(
+    proc: subprocess.Popen[bytes] | None, *, sig: int = signal.SIGTERM, timeout: float = 15
+) -> None:
     """Stop a process politely, then firmly.
 
     Processes are started in a session of their own, so the signal goes to the

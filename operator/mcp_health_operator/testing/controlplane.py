@@ -45,15 +45,39 @@ ETCD_VERSION = os.environ.get("MCP_HEALTH_ETCD_VERSION", "v3.5.35")
 
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and relies on
 # replace lines; a wrapper module must pin each one to v0.<minor>.<patch>.
-_STAGING_MODULES = (
-    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go "
-    "cloud-provider cluster-bootstrap code-generator component-base "
-    "component-helpers controller-manager cri-api cri-client csi-translation-lib "
-    "dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator "
-    "kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics "
-    "mount-utils pod-security-admission sample-apiserver sample-cli-plugin "
-    "sample-controller"
-).split()
+_STAGING_MODULES = [
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+    "sample-cli-plugin",
+    "sample-controller",
+]
 
 
 def cache_dir() -> Path:
@@ -86,8 +110,21 @@ def _go_build(*, module: str, go_mod: str, package: str, ldflags: str, out: Path
         env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0")
         # -mod=mod lets `go build` resolve the graph and write go.sum itself;
         # the wrapper module needs no source files of its own.
-        subprocess.run([go, "build", "-trimpath", "-ldflags", ldflags, "-o",
-                        str(Path(work, out.name)), package], cwd=work, env=env, check=True)
+        subprocess.run(
+            [
+                go,
+                "build",
+                "-trimpath",
+                "-ldflags",
+                ldflags,
+                "-o",
+                str(Path(work, out.name)),
+                package,
+            ],
+            cwd=work,
+            env=env,
+            check=True,
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(Path(work, out.name)), out)
 
@@ -101,7 +138,7 @@ def etcd_binary(version: str = ETCD_VERSION) -> Path:
             _go_build(
                 module="etcd",
                 go_mod=f"module mcphealth.dev/build/etcd\n\ngo 1.24\n\n"
-                       f"require go.etcd.io/etcd/server/v3 {version}\n",
+                f"require go.etcd.io/etcd/server/v3 {version}\n",
                 package="go.etcd.io/etcd/server/v3",
                 ldflags="-s -w",
                 out=out,
@@ -114,19 +151,24 @@ def apiserver_binary(version: str = K8S_VERSION) -> Path:
     out = cache_dir() / f"kube-apiserver-{version}" / "kube-apiserver"
     with _build_lock():
         if not out.exists():
-            print(f"building kube-apiserver {version} from the Go module proxy "
-                  "(several minutes the first time)", file=sys.stderr)
+            print(
+                f"building kube-apiserver {version} from the Go module proxy "
+                "(several minutes the first time)",
+                file=sys.stderr,
+            )
             staging = "v0." + version.removeprefix("v1.")
             replaces = "\n".join(f"\tk8s.io/{m} => k8s.io/{m} {staging}" for m in _STAGING_MODULES)
             minor = version.split(".")[1]
             _go_build(
                 module="kube-apiserver",
                 go_mod=f"module mcphealth.dev/build/kube-apiserver\n\ngo 1.24\n\n"
-                       f"require k8s.io/kubernetes {version}\n\nreplace (\n{replaces}\n)\n",
+                f"require k8s.io/kubernetes {version}\n\nreplace (\n{replaces}\n)\n",
                 package="k8s.io/kubernetes/cmd/kube-apiserver",
-                ldflags=(f"-s -w -X k8s.io/component-base/version.gitVersion={version} "
-                         f"-X k8s.io/component-base/version.gitMajor=1 "
-                         f"-X k8s.io/component-base/version.gitMinor={minor}"),
+                ldflags=(
+                    f"-s -w -X k8s.io/component-base/version.gitVersion={version} "
+                    f"-X k8s.io/component-base/version.gitMajor=1 "
+                    f"-X k8s.io/component-base/version.gitMinor={minor}"
+                ),
                 out=out,
             )
     return out
@@ -179,13 +221,22 @@ class ControlPlane:
         peer_url = f"http://{self.host}:{peer}"
         log = self.workdir / "etcd.log"
         self._etcd = subprocess.Popen(
-            [str(binary), "--name=default", f"--data-dir={self.workdir / 'etcd'}",
-             f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
-             f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-             f"--initial-cluster=default={peer_url}", "--log-level=warn",
-             # Test data is disposable; fsync only costs time on a 2-core box.
-             "--unsafe-no-fsync"],
-            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(binary),
+                "--name=default",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--log-level=warn",
+                # Test data is disposable; fsync only costs time on a 2-core box.
+                "--unsafe-no-fsync",
+            ],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         _procs.wait_for_port(self.host, self.etcd_port, timeout=timeout, proc=self._etcd, log=log)
 
@@ -194,10 +245,24 @@ class ControlPlane:
         tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
         tokens.chmod(0o600)
         if not self.sa_signing_key.exists():
-            subprocess.run(["openssl", "genrsa", "-out", str(self.sa_signing_key), "2048"],
-                           check=True, capture_output=True)
-            subprocess.run(["openssl", "rsa", "-in", str(self.sa_signing_key), "-pubout",
-                            "-out", str(pki / "sa.pub")], check=True, capture_output=True)
+            subprocess.run(
+                ["openssl", "genrsa", "-out", str(self.sa_signing_key), "2048"],
+                check=True,
+                capture_output=True,
+            )
+            subprocess.run(
+                [
+                    "openssl",
+                    "rsa",
+                    "-in",
+                    str(self.sa_signing_key),
+                    "-pubout",
+                    "-out",
+                    str(pki / "sa.pub"),
+                ],
+                check=True,
+                capture_output=True,
+            )
 
     def _start_apiserver(self, binary: Path, pki: Path, *, timeout: float) -> None:
         self.apiserver_port = self.apiserver_port or _procs.free_port()
@@ -205,7 +270,8 @@ class ControlPlane:
         args = [
             str(binary),
             f"--etcd-servers=http://{self.host}:{self.etcd_port}",
-            f"--bind-address={self.host}", f"--advertise-address={self.host}",
+            f"--bind-address={self.host}",
+            f"--advertise-address={self.host}",
             f"--secure-port={self.apiserver_port}",
             f"--cert-dir={pki}",
             f"--token-auth-file={pki / 'tokens.csv'}",
@@ -217,8 +283,9 @@ class ControlPlane:
             "--profiling=false",
             *self.extra_args,
         ]
-        self._apiserver = subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+        self._apiserver = subprocess.Popen(
+            args, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._wait_ready(timeout=timeout, log=log)
 
     def _wait_ready(self, *, timeout: float, log: Path) -> None:
@@ -230,10 +297,12 @@ class ControlPlane:
         while time.monotonic() < deadline:
             assert self._apiserver is not None
             if self._apiserver.poll() is not None:
-                raise RuntimeError(f"kube-apiserver exited with {self._apiserver.returncode}"
-                                   f"{_procs.tail(log)}")
-            request = urllib.request.Request(f"{self.server}/readyz",
-                                             headers={"Authorization": f"Bearer {self.token}"})
+                raise RuntimeError(
+                    f"kube-apiserver exited with {self._apiserver.returncode}{_procs.tail(log)}"
+                )
+            request = urllib.request.Request(
+                f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.token}"}
+            )
             try:
                 with urllib.request.urlopen(request, context=ctx, timeout=2) as response:
                     if response.status == 200:
@@ -246,8 +315,11 @@ class ControlPlane:
         raise TimeoutError(f"kube-apiserver not ready within {timeout}s ({last}){_procs.tail(log)}")
 
     def _write_kubeconfig(self) -> None:
-        self.kubeconfig.write_text(kubeconfig_text(
-            server=self.server, ca_file=self.ca_file, user="admin", token=self.token))
+        self.kubeconfig.write_text(
+            kubeconfig_text(
+                server=self.server, ca_file=self.ca_file, user="admin", token=self.token
+            )
+        )
         self.kubeconfig.chmod(0o600)
 
     def stop(self) -> None:
@@ -262,8 +334,9 @@ class ControlPlane:
         self.stop()
 
 
-def kubeconfig_text(*, server: str, ca_file: Path, user: str, token: str,
-                    namespace: str = "default") -> str:
+def kubeconfig_text(
+    *, server: str, ca_file: Path, user: str, token: str, namespace: str = "default"
+) -> str:
     """A kubeconfig for ``server`` authenticating with a bearer ``token``."""
     return (
         "apiVersion: v1\nkind: Config\n"

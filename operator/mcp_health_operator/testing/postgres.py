@@ -30,8 +30,9 @@ def pg_bindir() -> Path:
     explicit = os.environ.get("PG_BINDIR")
     if explicit:
         return Path(explicit)
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                        key=lambda p: int(Path(p).parent.name), reverse=True)
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
+    )
     for candidate in candidates:
         if Path(candidate, "initdb").exists():
             return Path(candidate)
@@ -78,9 +79,22 @@ class Postgres:
             os.chown(self.workdir, pw.pw_uid, pw.pw_gid)
         if not (self.datadir / "PG_VERSION").exists():
             subprocess.run(
-                _as_db_user([str(pg_bindir() / "initdb"), "-D", str(self.datadir), "-U", self.user,
-                             "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]),
-                check=True, capture_output=True,
+                _as_db_user(
+                    [
+                        str(pg_bindir() / "initdb"),
+                        "-D",
+                        str(self.datadir),
+                        "-U",
+                        self.user,
+                        "--auth=trust",
+                        "--no-sync",
+                        "-E",
+                        "UTF8",
+                        "--locale=C",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
             )
         return self
 
@@ -97,10 +111,26 @@ class Postgres:
             os.chown(log, pw.pw_uid, pw.pw_gid)
         # The socket goes into the (postgres-owned) workdir, not /var/run.
         self._proc = subprocess.Popen(
-            _as_db_user([str(pg_bindir() / "postgres"), "-D", str(self.datadir),
-                         "-h", self.host, "-p", str(self.port), "-k", str(self.workdir),
-                         "-c", "fsync=off", "-c", "max_connections=200"]),
-            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            _as_db_user(
+                [
+                    str(pg_bindir() / "postgres"),
+                    "-D",
+                    str(self.datadir),
+                    "-h",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.workdir),
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "max_connections=200",
+                ]
+            ),
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         _procs.wait_for_port(self.host, self.port, timeout=timeout, proc=self._proc, log=log)
         self._wait_accepting(timeout=timeout)
@@ -113,8 +143,9 @@ class Postgres:
             return
         deadline_runs = int(timeout / 0.1)
         for _ in range(deadline_runs):
-            done = subprocess.run([str(isready), "-h", self.host, "-p", str(self.port), "-q"],
-                                  check=False)
+            done = subprocess.run(
+                [str(isready), "-h", self.host, "-p", str(self.port), "-q"], check=False
+            )
             if done.returncode == 0:
                 return
             time.sleep(0.1)

@@ -55,10 +55,27 @@ class SampleServer:
         self._log = Path(name)
         env = dict(os.environ, PYTHONPATH=str(examples_dir()), **self.env)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "sample_mcp", "--profile", self.profile, "--host", self.host,
-             "--port", str(self.port), "--transport", self.transport, "--dsn", self.dsn,
-             "--pool-size", str(self.pool_size), *self.extra_args],
-            stdout=self._log.open("ab"), stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "sample_mcp",
+                "--profile",
+                self.profile,
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--transport",
+                self.transport,
+                "--dsn",
+                self.dsn,
+                "--pool-size",
+                str(self.pool_size),
+                *self.extra_args,
+            ],
+            stdout=self._log.open("ab"),
+            stderr=subprocess.STDOUT,
+            env=env,
             start_new_session=True,
         )
         _procs.wait_for_port(self.host, self.port, timeout=timeout, proc=self._proc, log=self._log)
