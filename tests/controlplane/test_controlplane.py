@@ -49,7 +49,7 @@ def kubectl(
     plane: ControlPlane, *args: str, stdin: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["kubectl", "--kubeconfig", str(plane.kubeconfig), *args],
+        [str(controlplane.kubectl_binary()), "--kubeconfig", str(plane.kubeconfig), *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -149,7 +149,7 @@ def test_rbac_is_enforced_for_a_service_account(
         )
     )
     denied = subprocess.run(
-        ["kubectl", "--kubeconfig", str(config), "get", "secrets"],
+        [str(controlplane.kubectl_binary()), "--kubeconfig", str(config), "get", "secrets"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -178,7 +178,7 @@ def test_rbac_is_enforced_for_a_service_account(
     )
     for _ in range(50):  # the RBAC authorizer's cache catches up within moments
         allowed = subprocess.run(
-            ["kubectl", "--kubeconfig", str(config), "get", "secrets"],
+            [str(controlplane.kubectl_binary()), "--kubeconfig", str(config), "get", "secrets"],
             capture_output=True,
             text=True,
             timeout=60,

@@ -148,11 +148,23 @@ def etcd_binary(version: str = ETCD_VERSION) -> Path:
 
 def apiserver_binary(version: str = K8S_VERSION) -> Path:
     """Path to the cached kube-apiserver, building it first if missing."""
-    out = cache_dir() / f"kube-apiserver-{version}" / "kube-apiserver"
+    return _kubernetes_binary("kube-apiserver", version)
+
+
+def kubectl_binary(version: str = K8S_VERSION) -> Path:
+    """``kubectl`` from PATH, or one built from the Go module proxy and cached."""
+    found = shutil.which("kubectl")
+    if found:
+        return Path(found)
+    return _kubernetes_binary("kubectl", version)
+
+
+def _kubernetes_binary(name: str, version: str) -> Path:
+    out = cache_dir() / f"{name}-{version}" / name
     with _build_lock():
         if not out.exists():
             print(
-                f"building kube-apiserver {version} from the Go module proxy "
+                f"building {name} {version} from the Go module proxy "
                 "(several minutes the first time)",
                 file=sys.stderr,
             )
@@ -160,10 +172,10 @@ def apiserver_binary(version: str = K8S_VERSION) -> Path:
             replaces = "\n".join(f"\tk8s.io/{m} => k8s.io/{m} {staging}" for m in _STAGING_MODULES)
             minor = version.split(".")[1]
             _go_build(
-                module="kube-apiserver",
-                go_mod=f"module mcphealth.dev/build/kube-apiserver\n\ngo 1.24\n\n"
+                module=name,
+                go_mod=f"module mcphealth.dev/build/{name}\n\ngo 1.24\n\n"
                 f"require k8s.io/kubernetes {version}\n\nreplace (\n{replaces}\n)\n",
-                package="k8s.io/kubernetes/cmd/kube-apiserver",
+                package=f"k8s.io/kubernetes/cmd/{name}",
                 ldflags=(
                     f"-s -w -X k8s.io/component-base/version.gitVersion={version} "
                     f"-X k8s.io/component-base/version.gitMajor=1 "
@@ -361,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         print(etcd_binary())
         print(apiserver_binary())
+        print(kubectl_binary())
         return 0
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mcp-health-cp-"))

@@ -78,7 +78,7 @@ class Postgres:
             pw = pwd.getpwnam("postgres")
             os.chown(self.workdir, pw.pw_uid, pw.pw_gid)
         if not (self.datadir / "PG_VERSION").exists():
-            subprocess.run(
+            done = subprocess.run(
                 _as_db_user(
                     [
                         str(pg_bindir() / "initdb"),
@@ -93,9 +93,15 @@ class Postgres:
                         "--locale=C",
                     ]
                 ),
-                check=True,
+                check=False,
                 capture_output=True,
+                text=True,
             )
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"initdb failed in {self.datadir} (the directory and its parents must be "
+                    f"reachable by the postgres user): {done.stderr.strip()}"
+                )
         return self
 
     def start(self, *, timeout: float = 30) -> Postgres:

@@ -1,0 +1,49 @@
+# mcp-health-operator — every target installs what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps controlplane test lint typecheck unit demo bench bench-health clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+system-deps: ## install missing system packages (PostgreSQL, openssl) and check Go
+	@bash hack/system-deps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,examples]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+setup: system-deps $(STAMP) controlplane ## everything: system packages, venv, control plane binaries
+
+controlplane: $(STAMP) ## build (or reuse from ~/.cache) kube-apiserver and etcd
+	$(BIN)/python -m mcp_health_operator.testing.controlplane build
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check operator tests examples bench
+	$(BIN)/ruff format --check operator tests examples bench
+
+typecheck: $(STAMP) ## mypy --strict
+	$(BIN)/mypy
+
+unit: $(STAMP) ## fast unit tests only (no real services)
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+test: setup lint typecheck ## all tests, on real services (first run builds the control plane)
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+demo: setup ## the demo: control plane, PostgreSQL, both sample servers, mcp-health check
+	$(BIN)/python examples/demo.py $(DEMO_ARGS)
+
+bench: bench-health ## all benchmarks
+
+bench-health: setup ## health endpoint latency (guide SC-010: p95 < 50 ms)
+	$(BIN)/python bench/health_endpoint.py
+
+clean: ## remove the venv and caches (not the control plane cache in ~/.cache)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
