@@ -15,6 +15,8 @@ import asyncio
 import shutil
 import statistics
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import httpx2
 from mcp import Client
@@ -25,7 +27,7 @@ from mcp_health_operator.testing import postgres, samples
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    index = min(int(round(q / 100 * (len(ordered) - 1))), len(ordered) - 1)
+    index = min(round(q / 100 * (len(ordered) - 1)), len(ordered) - 1)
     return ordered[index]
 
 
@@ -61,10 +63,12 @@ def main() -> None:
     pg = postgres.temporary().start()
     streamable = samples.SampleServer("codebase-mcp", dsn=pg.dsn).start()
     sse = samples.SampleServer("workflow-mcp", dsn=pg.dsn, transport="sse").start()
-    cases = {
+    cases: dict[str, Callable[[], Coroutine[Any, Any, list[float]]]] = {
         "streamable-http (codebase-mcp)": lambda: mcp_reads(streamable.url, "http", args.reads),
         "sse (workflow-mcp)": lambda: mcp_reads(sse.url, "sse", args.reads),
-        "GET /health/status": lambda: http_reads(streamable.base_url + "/health/status", args.reads),
+        "GET /health/status": lambda: http_reads(
+            streamable.base_url + "/health/status", args.reads
+        ),
     }
     try:
         print(f"{args.runs} runs x {args.reads} reads each; latency in ms (wall, client side)")

@@ -1,7 +1,7 @@
 """The demo: real control plane, real PostgreSQL, both sample MCP servers, ``mcp-health check``.
 
-    make demo                 # runs start to finish, then cleans up
-    make demo DEMO_ARGS=--keep  # leaves everything running for exploration (Ctrl-C ends it)
+make demo                 # runs start to finish, then cleans up
+make demo DEMO_ARGS=--keep  # leaves everything running for exploration (Ctrl-C ends it)
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from mcp_health_operator.testing import controlplane, postgres, samples
-
 
 # The console script installed next to this interpreter (the venv's bin/).
 MCP_HEALTH = str(Path(sys.executable).parent / "mcp-health")
