@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -80,14 +81,101 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ca-file", help="CA bundle to verify the server's TLS certificate")
     check.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     check.add_argument("--output", "-o", choices=["table", "json"], default="table")
+
+    run = sub.add_parser(
+        "run",
+        help="run the operator",
+        description="Watch MCPHealthMonitor resources and probe their targets. Uses "
+        "KUBECONFIG, ~/.kube/config or the in-cluster ServiceAccount.",
+    )
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="watch this namespace (repeatable; default: all namespaces)",
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch all (default)")
+    run.add_argument("--metrics-port", type=int, default=_env_int("MCP_HEALTH_METRICS_PORT", 9090))
+    run.add_argument("--metrics-host", default="0.0.0.0")
+    run.add_argument(
+        "--heartbeat",
+        type=float,
+        default=float(os.environ.get("MCP_HEALTH_HEARTBEAT", "300")),
+        help="seconds between status writes when nothing changed (default 300)",
+    )
+    run.add_argument(
+        "--allow-cross-namespace",
+        action="store_true",
+        help="let monitors target Services in other namespaces",
+    )
+    run.add_argument(
+        "--allow-url",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="allow URL targets whose scheme://host:port matches this shell pattern "
+        "(repeatable), e.g. 'https://*.example.com:443'",
+    )
+    run.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="HOST:PORT=ADDR:PORT",
+        help="probe a Service's cluster DNS name at another address, for running outside "
+        "the cluster network (like curl --resolve); repeatable",
+    )
+    run.add_argument("--verbose", "-v", action="store_true")
     return parser
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, str(default)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return check(args, out=sys.stdout)
+    if args.command == "run":
+        return run_operator(args)
     return EXIT_ERROR  # pragma: no cover - argparse requires a command
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    from mcp_health_operator import app, config
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        # Per-request and per-handler lines would log every probe and every
+        # status write; transitions are in Events and numbers in metrics.
+        for noisy in ("httpx", "httpx2", "mcp", "kopf.objects", "aiohttp.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        resolve = config.parse_resolve(args.resolve)
+    except ValueError as exc:
+        print(f"mcp-health run: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    settings = config.Config(
+        namespaces=tuple(args.namespaces),
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        heartbeat_s=args.heartbeat,
+        allow_cross_namespace=args.allow_cross_namespace,
+        allow_url_targets=bool(args.allow_url),
+        url_allow_list=tuple(args.allow_url),
+        resolve=resolve,
+    )
+    try:
+        asyncio.run(app.run(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def check(args: argparse.Namespace, *, out: TextIO) -> int:

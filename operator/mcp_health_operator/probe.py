@@ -102,6 +102,7 @@ class Target:
     resource_uri: str = DEFAULT_RESOURCE
     headers: Mapping[str, str] = field(default_factory=dict)
     ca_file: str | None = None
+    ca_data: str | None = None  # PEM, e.g. from a Secret
     insecure_skip_verify: bool = False
 
 
@@ -379,7 +380,7 @@ class Prober:
     def _verify(self) -> ssl.SSLContext | bool:
         if self.target.insecure_skip_verify:
             return False
-        return _ssl_context(self.target.ca_file)
+        return _ssl_context(self.target.ca_file, self.target.ca_data)
 
     async def _discard(self) -> None:
         """Drop the session (after a failure, or to re-handshake); bounded in time."""
@@ -396,9 +397,9 @@ class Prober:
 
 
 @functools.lru_cache(maxsize=64)
-def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+def _ssl_context(ca_file: str | None, ca_data: str | None) -> ssl.SSLContext:
     """One context per CA bundle: building one costs ~20 ms of CPU, so never per client."""
-    return ssl.create_default_context(cafile=ca_file)
+    return ssl.create_default_context(cafile=ca_file, cadata=ca_data)
 
 
 class _SessionHolder:

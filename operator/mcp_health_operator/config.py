@@ -1,0 +1,51 @@
+"""Operator settings (flags and environment); purely data."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class Config:
+    # Where to watch: empty means cluster-wide.
+    namespaces: tuple[str, ...] = ()
+    metrics_port: int = 9090
+    metrics_host: str = "0.0.0.0"
+    # Status is written on change, else at most once per heartbeat.
+    heartbeat_s: float = 300.0
+    # Monitors may target Services in other namespaces only when allowed.
+    allow_cross_namespace: bool = False
+    # URL targets are refused unless allowed and matched by the allow-list
+    # (shell-style patterns over "scheme://host:port"; empty list = none).
+    allow_url_targets: bool = False
+    url_allow_list: tuple[str, ...] = ()
+    # "host:port=addr:port" overrides for running outside the cluster network
+    # (like curl --resolve): a Service's cluster DNS name is probed at addr.
+    resolve: dict[str, str] = field(default_factory=dict)
+    cluster_domain: str = "cluster.local"
+    # A new session handshake at least this often, even when all is well.
+    rehandshake_s: float = 300.0
+    max_document_bytes: int = 1 << 20
+
+    def url_allowed(self, url: str) -> bool:
+        if not self.allow_url_targets:
+            return False
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        origin = f"{parts.scheme}://{parts.hostname}:{port}"
+        return any(fnmatch.fnmatchcase(origin, pattern) for pattern in self.url_allow_list)
+
+
+def parse_resolve(entries: list[str]) -> dict[str, str]:
+    """``["svc.ns.svc:8000=127.0.0.1:18000"]`` → mapping; raises ValueError naming the entry."""
+    out: dict[str, str] = {}
+    for entry in entries:
+        name, sep, addr = entry.partition("=")
+        if not sep or ":" not in name or ":" not in addr:
+            raise ValueError(f"--resolve {entry!r}: expected HOST:PORT=ADDR:PORT")
+        out[name.strip()] = addr.strip()
+    return out

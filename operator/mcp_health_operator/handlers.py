@@ -1,0 +1,33 @@
+"""kopf handlers: parse the watch event, hand it to the fleet. Nothing else.
+
+Only a raw event handler is used: it needs no finalizer and no stored
+handler state, so deleting a monitor is never blocked by the operator and
+its probing stops on the DELETED event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from mcp_health_operator.fleet import Fleet
+from mcp_health_operator.kube import GROUP, PLURAL, VERSION
+from mcp_health_operator.monitor import MonitorObject
+
+
+def register(registry: kopf.OperatorRegistry, fleet: Fleet) -> None:
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In a pod: the ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config,
+        # the same sources lightkube reads, so both clients act as one identity.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def monitor_event(*, type: str, body: kopf.Body, **_: Any) -> None:
+        obj = MonitorObject.from_body(body)
+        gone = type == "DELETED" or body.metadata.get("deletionTimestamp")
+        if gone:
+            fleet.remove((obj.ref.namespace, obj.ref.name))
+        else:
+            fleet.upsert(obj)

@@ -1,0 +1,137 @@
+"""All Kubernetes I/O of the monitoring loop, in one place (lightkube, async).
+
+Status patches go to the status subresource as JSON merge patches; Events are
+created, or bumped (count, lastTimestamp) when the aggregator says a repeat;
+Services and Secrets are read in the monitor's own namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Event, Secret, Service
+from lightkube.types import PatchType
+
+from mcp_health_operator.events import EventSpec, Post
+
+GROUP, VERSION, KIND, PLURAL = "mcphealth.dev", "v1alpha1", "MCPHealthMonitor", "mcphealthmonitors"
+Monitor = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+COMPONENT = "mcp-health-operator"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    namespace: str
+    name: str
+    uid: str
+
+
+class NotFound(LookupError):
+    """The object named does not exist."""
+
+
+class Kube:
+    def __init__(self, client: AsyncClient, *, instance: str | None = None) -> None:
+        self.client = client
+        self.instance = instance or socket.gethostname()
+        self.status_writes = 0
+        self.event_posts = 0
+
+    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> bool:
+        """Merge-patch the status; False when the monitor is gone."""
+        try:
+            await self.client.patch(
+                Monitor.Status,
+                ref.name,
+                {"status": status},
+                namespace=ref.namespace,
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return False
+            raise
+        self.status_writes += 1
+        return True
+
+    async def post_event(self, ref: ObjectRef, spec: EventSpec, post: Post) -> None:
+        now = datetime.now(UTC)
+        self.event_posts += 1
+        if not post.create:
+            try:
+                await self.client.patch(
+                    Event,
+                    post.name,
+                    {"count": post.count, "lastTimestamp": _ts(now), "message": post.message},
+                    namespace=ref.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+                return
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                # Expired (event TTL) or deleted: post it anew under the same name.
+        event = Event(
+            metadata=ObjectMeta(name=post.name, namespace=ref.namespace),
+            involvedObject=ObjectReference(
+                apiVersion=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=ref.name,
+                namespace=ref.namespace,
+                uid=ref.uid,
+            ),
+            reason=spec.reason,
+            message=post.message,
+            type=spec.type,
+            count=post.count,
+            firstTimestamp=now,
+            lastTimestamp=now,
+            source=EventSource(component=COMPONENT, host=self.instance),
+            reportingComponent=f"{GROUP}/operator",
+            reportingInstance=self.instance,
+        )
+        try:
+            await self.client.create(event)
+        except ApiError as exc:
+            if exc.status.code != 409:
+                raise
+
+    async def service_port(self, namespace: str, name: str, port: int | str) -> int:
+        """The Service's port number for ``port`` (a number or a port name)."""
+        try:
+            svc = await self.client.get(Service, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                raise NotFound(f"Service {namespace}/{name} not found") from None
+            raise
+        ports = (svc.spec.ports if svc.spec else None) or []
+        for p in ports:
+            if p.port == port or (p.name is not None and p.name == port):
+                return p.port
+        raise NotFound(f"Service {namespace}/{name} has no port {port}")
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            secret = await self.client.get(Secret, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                raise NotFound(f"Secret {namespace}/{name} not found") from None
+            raise
+        out = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        out.update(secret.stringData or {})
+        return out
+
+
+def _ts(now: datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,350 @@
+"""One monitor's probing loop: probe → judge → metrics → status (on budget) → Events.
+
+The decisions are the pure modules' (``judge``, ``status``, ``events``); the
+I/O is ``probe`` and ``kube``. This module only sequences them on a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mcp_health_operator import events, judge, probe, status
+from mcp_health_operator import spec as specs
+from mcp_health_operator.config import Config
+from mcp_health_operator.kube import Kube, NotFound, ObjectRef
+from mcp_health_operator.metrics import MonitorFigures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MonitorObject:
+    """What the watch delivered about one MCPHealthMonitor."""
+
+    ref: ObjectRef
+    generation: int
+    spec: dict[str, Any]
+    status: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_body(cls, body: Any) -> MonitorObject:
+        meta = body.get("metadata", {})
+        return cls(
+            ref=ObjectRef(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")),
+            generation=int(meta.get("generation") or 0),
+            spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+        )
+
+
+class Refused(Exception):
+    """The operator will not probe this target; ``reason`` goes to the conditions."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class MonitorWorker:
+    def __init__(
+        self,
+        obj: MonitorObject,
+        *,
+        kube: Kube,
+        config: Config,
+        aggregator: events.Aggregator,
+    ) -> None:
+        self.obj = obj
+        self.kube = kube
+        self.config = config
+        self.aggregator = aggregator
+        self.figures = MonitorFigures(obj.ref.namespace, obj.ref.name, "")
+        self.budget = status.WriteBudget(config.heartbeat_s)
+        self._prober: probe.Prober | None = None
+        self._spec: specs.MonitorSpec | None = None
+        self._configured_generation: int | None = None
+        self._refusal: Refused | None = None
+        self._conditions: list[dict[str, Any]] = list(obj.status.get("conditions") or [])
+        # Carry the verdict over an operator restart: no repeated transition
+        # Events, no reset of the failure count.
+        self.history = judge.History(
+            health=_health(obj.status.get("health")),
+            consecutive_failures=int(obj.status.get("consecutiveFailures") or 0),
+            consecutive_successes=int(obj.status.get("consecutiveSuccesses") or 0),
+        )
+        reachable = next(
+            (c for c in self._conditions if c.get("type") == "Reachable"),
+            None,
+        )
+        self.reachable: bool | None = (
+            None if reachable is None else reachable.get("status") == "True"
+        )
+        self._wake = asyncio.Event()
+        self._next_delay: float | None = None
+        self.probes = 0
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def update(self, obj: MonitorObject) -> None:
+        """A new version of the object; a spec change takes effect at the next probe."""
+        self.obj = obj
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._configure()
+            interval = self._interval()
+            # Jittered start: a thousand monitors must not fire at once.
+            await self._sleep(random.uniform(0, interval))
+            while True:
+                started = loop.time()
+                await self.probe_once()
+                delay = self._next_delay if self._next_delay is not None else self._interval()
+                self._next_delay = None
+                await self._sleep(max(0.0, started + delay - loop.time()))
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._prober is not None:
+            prober, self._prober = self._prober, None
+            await prober.aclose()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    def _interval(self) -> float:
+        return self._spec.probe.interval_s if self._spec is not None else 5.0
+
+    # -- one probe ------------------------------------------------------------
+
+    async def probe_once(self) -> None:
+        if self.obj.generation != self._configured_generation:
+            await self._configure()
+        if self._refusal is not None or self._prober is None or self._spec is None:
+            return
+        spec = self._spec
+        result = await self._prober.probe()
+        self.probes += 1
+        obs = judge.Observation(
+            outcome=result.outcome.value,
+            latency_ms=result.latency_ms,
+            document=result.document,
+            message=result.message,
+        )
+        thresholds = spec.thresholds.to_thresholds()
+        verdict = judge.judge(
+            obs,
+            thresholds,
+            self.history,
+            failure_threshold=spec.probe.failure_threshold,
+            success_threshold=spec.probe.success_threshold,
+        )
+        self.figures.observe(obs, verdict)
+        if result.retry_after_s is not None:
+            # 429: honour Retry-After rather than hammering the server.
+            self._next_delay = max(self._interval(), result.retry_after_s)
+
+        transitions = events.transitions(self.history.health, self.reachable, verdict)
+        identity = None
+        if result.server is not None:
+            identity = status.Identity(
+                result.server.name,
+                result.server.version,
+                result.server.protocol_version,
+                result.server.transport.value,
+            )
+        new_status = status.build(
+            verdict=verdict,
+            obs=obs,
+            thresholds=thresholds,
+            identity=identity,
+            target=self.figures.target,
+            endpoint=self._prober.url,
+            generation=self.obj.generation,
+            previous_conditions=self._conditions,
+            now=datetime.now(UTC),
+        )
+        self.history = verdict.history()
+        self.reachable = verdict.reachable
+        await self._write(new_status, thresholds)
+        for spec_event in transitions:
+            await self._event(spec_event)
+
+    async def _write(self, new_status: dict[str, Any], thresholds: judge.Thresholds) -> None:
+        key = status.significant(new_status, thresholds)
+        now = asyncio.get_running_loop().time()
+        if not self.budget.due(key, now):
+            return
+        try:
+            await self.kube.patch_status(self.obj.ref, new_status)
+        except Exception as exc:  # the API server may be away; try again next probe
+            log.warning("status write for %s failed: %s", _key(self.obj.ref), exc)
+            self.budget.forget()
+            return
+        self.budget.written(key, now)
+        self._conditions = new_status["conditions"]
+
+    async def _event(self, spec_event: events.EventSpec) -> None:
+        ref = self.obj.ref
+        post = self.aggregator.post(
+            uid=ref.uid,
+            object_name=ref.name,
+            event=spec_event,
+            now=asyncio.get_running_loop().time(),
+        )
+        try:
+            await self.kube.post_event(ref, spec_event, post)
+        except Exception as exc:
+            log.warning("event %s for %s failed: %s", spec_event.reason, _key(ref), exc)
+
+    # -- configuration --------------------------------------------------------
+
+    async def _configure(self) -> None:
+        """(Re)read the spec: target, thresholds, timings. Runs on each generation change."""
+        obj = self.obj
+        self._configured_generation = obj.generation
+        await self.close()
+        self._refusal = None
+        try:
+            self._spec = specs.parse(obj.spec)
+            target, display = await self._target(self._spec)
+        except specs.SpecError as exc:
+            await self._refuse(Refused("InvalidSpec", str(exc)), display=self.figures.target)
+            return
+        except Refused as refusal:
+            await self._refuse(refusal, display=_display(self._spec))
+            return
+        self.figures.target = display
+        self._prober = probe.Prober(
+            target,
+            timeout=self._spec.probe.timeout_s,
+            max_bytes=self.config.max_document_bytes,
+            rehandshake_after=self.config.rehandshake_s,
+        )
+        self.budget.forget()  # a new generation must reach the status at once
+
+    async def _target(self, spec: specs.MonitorSpec) -> tuple[probe.Target, str]:
+        t = spec.target
+        ns = self.obj.ref.namespace
+        transport = probe.Transport(t.transport)
+        if t.url is not None:
+            if not self.config.url_allowed(t.url):
+                raise Refused(
+                    "TargetNotAllowed",
+                    f"URL targets are not allowed by the operator's configuration "
+                    f"(spec.target.url {probe.endpoint(t.url, transport)})",
+                )
+            url = t.url
+        else:
+            assert t.service is not None
+            svc_ns = t.service.namespace or ns
+            if svc_ns != ns and not self.config.allow_cross_namespace:
+                raise Refused(
+                    "TargetNotAllowed",
+                    f"spec.target.service.namespace {svc_ns!r} differs from the monitor's "
+                    f"namespace {ns!r}; the operator allows only its own namespace",
+                )
+            try:
+                port = await self.kube.service_port(svc_ns, t.service.name, t.service.port)
+            except NotFound as exc:
+                raise Refused("ServiceNotFound", str(exc)) from None
+            host = f"{t.service.name}.{svc_ns}.svc.{self.config.cluster_domain}"
+            authority = self._resolve(f"{host}:{port}", short=f"{t.service.name}.{svc_ns}.svc")
+            url = f"{t.scheme}://{authority}"
+        if t.path:
+            url = url.rstrip("/") + "/" + t.path.lstrip("/")
+        headers, ca_data = await self._credentials(spec, ns)
+        target = probe.Target(
+            url=url,
+            transport=transport,
+            resource_uri=t.resource_uri,
+            headers=headers,
+            ca_data=ca_data,
+            insecure_skip_verify=bool(t.tls and t.tls.insecure_skip_verify),
+        )
+        return target, _display(spec)
+
+    def _resolve(self, authority: str, *, short: str) -> str:
+        port = authority.rsplit(":", 1)[1]
+        return (
+            self.config.resolve.get(authority)
+            or self.config.resolve.get(f"{short}:{port}")
+            or authority
+        )
+
+    async def _credentials(
+        self, spec: specs.MonitorSpec, ns: str
+    ) -> tuple[dict[str, str], str | None]:
+        headers: dict[str, str] = {}
+        ca_data: str | None = None
+        auth, tls = spec.target.auth, spec.target.tls
+        try:
+            if auth is not None and auth.headers_secret_ref is not None:
+                headers.update(await self.kube.secret_data(ns, auth.headers_secret_ref.name))
+            if auth is not None and auth.bearer_token_secret_ref is not None:
+                ref = auth.bearer_token_secret_ref
+                data = await self.kube.secret_data(ns, ref.name)
+                if ref.key not in data:
+                    raise Refused("SecretKeyNotFound", f"Secret {ns}/{ref.name} has no key {ref.key}")
+                headers["Authorization"] = f"Bearer {data[ref.key].strip()}"
+            if tls is not None and tls.ca_secret_ref is not None:
+                ref = tls.ca_secret_ref
+                data = await self.kube.secret_data(ns, ref.name)
+                if ref.key not in data:
+                    raise Refused("SecretKeyNotFound", f"Secret {ns}/{ref.name} has no key {ref.key}")
+                ca_data = data[ref.key]
+        except NotFound as exc:
+            raise Refused("SecretNotFound", str(exc)) from None
+        return headers, ca_data
+
+    async def _refuse(self, refusal: Refused, *, display: str) -> None:
+        first = self._refusal is None
+        self._refusal = refusal
+        self.figures.target = display
+        self.figures.health = judge.Health.UNKNOWN
+        new_status = status.refused_status(
+            reason=refusal.reason,
+            message=refusal.message,
+            target=display,
+            generation=self.obj.generation,
+            previous_conditions=self._conditions,
+            now=datetime.now(UTC),
+        )
+        self.budget.forget()
+        await self._write(new_status, judge.Thresholds())
+        if first:
+            await self._event(events.EventSpec(events.WARNING, "TargetRefused", refusal.message))
+
+
+def _display(spec: specs.MonitorSpec | None) -> str:
+    if spec is None:
+        return ""
+    t = spec.target
+    if t.service is not None:
+        ns = f"{t.service.namespace}/" if t.service.namespace else ""
+        return f"svc/{ns}{t.service.name}:{t.service.port}"
+    return t.url or ""
+
+
+def _health(value: object) -> judge.Health:
+    try:
+        return judge.Health(str(value))
+    except ValueError:
+        return judge.Health.UNKNOWN
+
+
+def _key(ref: ObjectRef) -> str:
+    return f"{ref.namespace}/{ref.name}"

@@ -1,0 +1,147 @@
+"""The MCPHealthMonitor spec as typed, defaulted values.
+
+Purely data: parses the custom resource's ``spec`` (already validated by the
+API server against the CRD schema in ``crds/``) into frozen pydantic models.
+The defaults repeat the CRD's, so a spec read from anywhere (tests, an older
+object stored before a default existed) means the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mcp_health_operator.judge import Thresholds
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"1m30s"`` → 90.0 seconds (Go ``time.Duration`` spelling, no sign)."""
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 500ms, 5s, 1m30s)")
+    return total
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+
+class SecretKeyRef(_Spec):
+    name: str
+    key: str
+
+
+class SecretRef(_Spec):
+    name: str
+
+
+class ServiceRef(_Spec):
+    name: str
+    port: int | str
+    namespace: str | None = None
+
+
+class Auth(_Spec):
+    bearer_token_secret_ref: SecretKeyRef | None = Field(None, alias="bearerTokenSecretRef")
+    headers_secret_ref: SecretRef | None = Field(None, alias="headersSecretRef")
+
+
+class TLS(_Spec):
+    ca_secret_ref: SecretKeyRef | None = Field(None, alias="caSecretRef")
+    insecure_skip_verify: bool = Field(False, alias="insecureSkipVerify")
+
+
+class TargetSpec(_Spec):
+    service: ServiceRef | None = None
+    url: str | None = None
+    transport: Literal["streamable-http", "sse", "http"] = "streamable-http"
+    scheme: Literal["http", "https"] = "http"
+    path: str | None = None
+    resource_uri: str = Field("health://status", alias="resourceUri")
+    auth: Auth | None = None
+    tls: TLS | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TargetSpec:
+        if (self.service is None) == (self.url is None):
+            raise ValueError("exactly one of target.service and target.url must be set")
+        return self
+
+
+class ProbeSpec(_Spec):
+    interval: str = "5s"
+    timeout: str = "1s"
+    failure_threshold: int = Field(3, ge=1, alias="failureThreshold")
+    success_threshold: int = Field(1, ge=1, alias="successThreshold")
+
+    @property
+    def interval_s(self) -> float:
+        return parse_duration(self.interval)
+
+    @property
+    def timeout_s(self) -> float:
+        return parse_duration(self.timeout)
+
+
+class Band(_Spec):
+    degraded: float
+    unhealthy: float | None = None
+
+
+class ThresholdsSpec(_Spec):
+    pool_utilization: Band = Field(
+        default_factory=lambda: Band(degraded=0.80, unhealthy=0.95), alias="poolUtilization"
+    )
+    memory_utilization: Band = Field(
+        default_factory=lambda: Band(degraded=0.80, unhealthy=0.95), alias="memoryUtilization"
+    )
+    database_latency_ms: Band = Field(
+        default_factory=lambda: Band(degraded=100.0), alias="databaseLatencyMs"
+    )
+    probe_latency_ms: Band = Field(
+        default_factory=lambda: Band(degraded=500.0), alias="probeLatencyMs"
+    )
+
+    def to_thresholds(self) -> Thresholds:
+        return Thresholds(
+            pool_degraded=self.pool_utilization.degraded,
+            pool_unhealthy=self.pool_utilization.unhealthy or 0.95,
+            memory_degraded=self.memory_utilization.degraded,
+            memory_unhealthy=self.memory_utilization.unhealthy or 0.95,
+            database_latency_ms=self.database_latency_ms.degraded,
+            probe_latency_ms=self.probe_latency_ms.degraded,
+        )
+
+
+class MonitorSpec(_Spec):
+    target: TargetSpec
+    probe: ProbeSpec = Field(default_factory=lambda: ProbeSpec.model_validate({}))
+    thresholds: ThresholdsSpec = Field(default_factory=lambda: ThresholdsSpec.model_validate({}))
+
+
+class SpecError(ValueError):
+    """The spec cannot be used; the message names the field."""
+
+
+def parse(raw: dict[str, Any]) -> MonitorSpec:
+    try:
+        spec = MonitorSpec.model_validate(raw)
+        if spec.probe.timeout_s >= spec.probe.interval_s:
+            raise SpecError("spec.probe.timeout must be shorter than spec.probe.interval")
+        return spec
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SpecError(f"spec.{where}: {first['msg']}" if where else first["msg"]) from None
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
