@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from mcp_health_operator.testing import controlplane, postgres, samples
+from mcp_health_operator.testing import _procs, controlplane, postgres, samples
+
+HOSTILE = Path(__file__).resolve().parent / "servers" / "hostile.py"
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +59,28 @@ def control_plane() -> Iterator[controlplane.ControlPlane]:
     yield plane
     plane.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+HostileFactory = Callable[..., str]
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[HostileFactory]:
+    """Start a misbehaving (or counting) server process; returns its base URL."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(mode: str, *args: str) -> str:
+        port = _procs.free_port()
+        proc = subprocess.Popen(
+            [sys.executable, str(HOSTILE), mode, "--port", str(port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        procs.append(proc)
+        _procs.wait_for_port("127.0.0.1", port, timeout=15, proc=proc)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for proc in procs:
+        _procs.stop(proc)

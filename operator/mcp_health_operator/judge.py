@@ -172,7 +172,9 @@ def _document_findings(doc: HealthCheckResponse, t: Thresholds) -> list[Finding]
     found: list[Finding] = []
     if doc.status == "unhealthy":
         found.append(
-            Finding(Reason.SERVER_REPORTED_UNHEALTHY, Severity.UNHEALTHY, "server reports unhealthy")
+            Finding(
+                Reason.SERVER_REPORTED_UNHEALTHY, Severity.UNHEALTHY, "server reports unhealthy"
+            )
         )
     elif doc.status == "degraded":
         found.append(

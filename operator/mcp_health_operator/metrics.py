@@ -143,9 +143,7 @@ class FleetCollector(Collector):
         connections = GaugeMetricFamily(
             "mcp_pool_connections", "Pool connections by state", labels=[*LABELS, "state"]
         )
-        probes = CounterMetricFamily(
-            "mcp_probe", "Probes by outcome", labels=[*LABELS, "outcome"]
-        )
+        probes = CounterMetricFamily("mcp_probe", "Probes by outcome", labels=[*LABELS, "outcome"])
         remediations = CounterMetricFamily(
             "mcp_remediation_actions",
             "Remediation actions by action and result",

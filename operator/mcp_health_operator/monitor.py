@@ -298,13 +298,17 @@ class MonitorWorker:
                 ref = auth.bearer_token_secret_ref
                 data = await self.kube.secret_data(ns, ref.name)
                 if ref.key not in data:
-                    raise Refused("SecretKeyNotFound", f"Secret {ns}/{ref.name} has no key {ref.key}")
+                    raise Refused(
+                        "SecretKeyNotFound", f"Secret {ns}/{ref.name} has no key {ref.key}"
+                    )
                 headers["Authorization"] = f"Bearer {data[ref.key].strip()}"
             if tls is not None and tls.ca_secret_ref is not None:
                 ref = tls.ca_secret_ref
                 data = await self.kube.secret_data(ns, ref.name)
                 if ref.key not in data:
-                    raise Refused("SecretKeyNotFound", f"Secret {ns}/{ref.name} has no key {ref.key}")
+                    raise Refused(
+                        "SecretKeyNotFound", f"Secret {ns}/{ref.name} has no key {ref.key}"
+                    )
                 ca_data = data[ref.key]
         except NotFound as exc:
             raise Refused("SecretNotFound", str(exc)) from None

@@ -11,8 +11,7 @@ from mcp import Client
 
 from mcp_health_operator.testing._procs import free_port
 from mcp_health_operator.testing.postgres import Postgres
-from tests.conftest import SampleFactory
-from tests.integration.conftest import HostileFactory
+from tests.conftest import HostileFactory, SampleFactory
 
 
 def mcp_health(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,8 +10,7 @@ from mcp import Client
 
 from mcp_health_operator.probe import Outcome, Prober, Target, Transport
 from mcp_health_operator.testing.postgres import Postgres
-from tests.conftest import SampleFactory
-from tests.integration.conftest import HostileFactory
+from tests.conftest import HostileFactory, SampleFactory
 
 PROFILES = ["codebase-mcp", "workflow-mcp"]
 TRANSPORTS = [Transport.STREAMABLE_HTTP, Transport.SSE, Transport.HTTP]
