@@ -1,21 +1,29 @@
-"""The demo: real control plane, real PostgreSQL, both sample MCP servers, ``mcp-health check``.
+"""The demo, unattended: a real control plane, PostgreSQL, the guide's two MCP servers,
+the operator, and an outage.
 
-make demo                 # runs start to finish, then cleans up
-make demo DEMO_ARGS=--keep  # leaves everything running for exploration (Ctrl-C ends it)
+    make demo                      # runs start to finish (about 2 minutes), then cleans up
+    make demo DEMO_ARGS=--keep     # leaves everything running for exploration (Ctrl-C ends it)
+
+Acts: the monitors go Healthy; PostgreSQL stops and both go Unhealthy with
+Events; PostgreSQL comes back and both recover; the metrics are shown.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-from mcp_health_operator.testing import controlplane, postgres, samples
+from mcp_health_operator.testing import _procs, controlplane, postgres, samples
 
+EXAMPLES = Path(__file__).resolve().parent
+REPO = EXAMPLES.parent
 # The console script installed next to this interpreter (the venv's bin/).
 MCP_HEALTH = str(Path(sys.executable).parent / "mcp-health")
 
@@ -24,16 +32,155 @@ def step(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m", flush=True)
 
 
-def run(*argv: str) -> int:
-    print("$ " + " ".join(argv), flush=True)
-    return subprocess.run(argv, check=False).returncode
+class Demo:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.plane = controlplane.ControlPlane(workdir=workdir / "cp")
+        self.pg = postgres.temporary()
+        self.servers: list[samples.SampleServer] = []
+        self.operator: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 9090
+
+    def kubectl(self, *args: str, show: bool = True) -> str:
+        argv = [str(controlplane.kubectl_binary()), "--kubeconfig", str(self.plane.kubeconfig)]
+        if show:
+            print("$ kubectl " + " ".join(args), flush=True)
+        done = subprocess.run([*argv, *args], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr}")
+        return done.stdout
+
+    def healths(self) -> dict[str, str]:
+        out = self.kubectl(
+            "get",
+            "mcphealth",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.health}{'\\n'}{end}",
+            show=False,
+        )
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def wait_all(self, health: str, timeout: float) -> bool:
+        """Print the table whenever it changes, until every monitor has ``health``."""
+        deadline, last = time.monotonic() + timeout, ""
+        while time.monotonic() < deadline:
+            # Print when a verdict, reason or failure count moves, not every second.
+            key = self.kubectl(
+                "get",
+                "mcphealth",
+                "-o",
+                "jsonpath={range .items[*]}{.status.health}{.status.reason}"
+                "{.status.consecutiveFailures}{end}",
+                show=False,
+            )
+            if key != last:
+                print(self.kubectl("get", "mcphealth", "-o", "wide", show=False), flush=True)
+                last = key
+            current = self.healths()
+            if current and all(h == health for h in current.values()):
+                return True
+            time.sleep(1)
+        print(f"!! not all {health} within {timeout:.0f}s: {self.healths()}")
+        return False
+
+    def start(self) -> None:
+        step("A real Kubernetes control plane (kube-apiserver + etcd, built from source)")
+        self.plane.start()
+        print(self.kubectl("get", "namespaces"))
+        print(self.kubectl("apply", "-f", str(REPO / "crds")))
+        self.kubectl("wait", "--for=condition=Established", "crd/mcphealthmonitors.mcphealth.dev")
+
+        step("PostgreSQL and the guide's two sample MCP servers (official mcp SDK)")
+        self.pg.start()
+        print(f"PostgreSQL at {self.pg.dsn}")
+        self.servers = [
+            samples.SampleServer("codebase-mcp", dsn=self.pg.dsn).start(),
+            samples.SampleServer("workflow-mcp", dsn=self.pg.dsn, transport="sse").start(),
+        ]
+        for server in self.servers:
+            print(f"{server.profile} ({server.transport}) listening at {server.url}")
+        print(self.kubectl("apply", "-f", str(EXAMPLES / "monitors" / "services.yaml")))
+
+        step("mcp-health check, the guide's one-shot script")
+        for server in self.servers:
+            transport = "sse" if server.transport == "sse" else "streamable-http"
+            code = subprocess.run(
+                [MCP_HEALTH, "check", server.base_url, "--transport", transport], check=False
+            ).returncode
+            print(f"(exit code {code})")
+
+        step("The operator")
+        if not _port_free(self.metrics_port):
+            self.metrics_port = _procs.free_port()
+        codebase, workflow = self.servers
+        argv = [
+            MCP_HEALTH,
+            "run",
+            "--metrics-port",
+            str(self.metrics_port),
+            # Outside a cluster network, Service names are resolved here instead.
+            "--resolve",
+            f"codebase-mcp.default.svc:8000=127.0.0.1:{codebase.port}",
+            "--resolve",
+            f"workflow-mcp.default.svc:8001=127.0.0.1:{workflow.port}",
+        ]
+        print("$ " + " ".join(argv[:4]) + " --resolve ...", flush=True)
+        log = self.workdir / "operator.log"
+        self.operator = subprocess.Popen(
+            argv,
+            env={**os.environ, "KUBECONFIG": str(self.plane.kubeconfig)},
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        _procs.wait_for_port("127.0.0.1", self.metrics_port, timeout=30, proc=self.operator)
+        print(f"operator log: {log}")
+
+    def run(self) -> int:
+        failures = 0
+        step("kubectl apply -f examples/monitors/ : both monitors go Healthy")
+        print(self.kubectl("apply", "-f", str(EXAMPLES / "monitors")))
+        failures += not self.wait_all("Healthy", 60)
+
+        step("Stop PostgreSQL: Unhealthy after failureThreshold (3) probes, with Events")
+        self.pg.stop()
+        failures += not self.wait_all("Unhealthy", 60)
+        print(
+            self.kubectl(
+                "get", "events", "--field-selector", "involvedObject.kind=MCPHealthMonitor"
+            )
+        )
+
+        step("Start PostgreSQL again: both recover")
+        self.pg.start()
+        failures += not self.wait_all("Healthy", 60)
+        describe = self.kubectl("describe", "mcphealth", "codebase-mcp")
+        print(describe[describe.find("Events:") :])
+
+        step(f"Metrics at http://127.0.0.1:{self.metrics_port}/metrics")
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        wanted = ("mcp_health_status", "mcp_pool_utilization", "mcp_database_latency_ms")
+        for line in text.splitlines():
+            if line.startswith(wanted):
+                print(line)
+        return failures
+
+    def stop(self) -> None:
+        _procs.stop(self.operator)
+        for server in self.servers:
+            server.stop()
+        self.pg.stop()
+        self.plane.stop()
+        shutil.rmtree(self.pg.workdir, ignore_errors=True)
 
 
-def check(server: samples.SampleServer) -> int:
-    transport = "sse" if server.transport == "sse" else "streamable-http"
-    code = run(MCP_HEALTH, "check", server.base_url, "--transport", transport)
-    print(f"(exit code {code})")
-    return code
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def main() -> int:
@@ -41,52 +188,24 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="mcp-health-demo-"))
-    plane = controlplane.ControlPlane(workdir=workdir / "cp")
-    pg = postgres.temporary()
-    servers: list[samples.SampleServer] = []
+    demo = Demo(workdir)
     failures = 0
     try:
-        step("Kubernetes control plane (kube-apiserver + etcd, built from the Go module proxy)")
-        plane.start()
-        kubectl = str(controlplane.kubectl_binary())
-        run(kubectl, "--kubeconfig", str(plane.kubeconfig), "get", "namespaces")
-
-        step("PostgreSQL and the guide's two sample MCP servers")
-        pg.start()
-        print(f"PostgreSQL at {pg.dsn}")
-        servers.append(samples.SampleServer("codebase-mcp", dsn=pg.dsn).start())
-        servers.append(samples.SampleServer("workflow-mcp", dsn=pg.dsn, transport="sse").start())
-        for server in servers:
-            print(f"{server.profile} ({server.transport}) at {server.url}")
-
-        step("mcp-health check against both: healthy, exit 0")
-        failures += sum(check(server) != 0 for server in servers)
-
-        step("Stop PostgreSQL: the servers report unhealthy, exit 1")
-        pg.stop()
-        failures += sum(check(server) != 1 for server in servers)
-
-        step("Start PostgreSQL again: healthy once the pools reconnect")
-        pg.start()
-        time.sleep(2)
-        failures += sum(check(server) != 0 for server in servers)
-
+        demo.start()
+        failures = demo.run()
         if args.keep:
             step("Running; Ctrl-C to stop")
-            print(f"export KUBECONFIG={plane.kubeconfig}")
+            print(f"export KUBECONFIG={demo.plane.kubeconfig}")
+            print(f"metrics: http://127.0.0.1:{demo.metrics_port}/metrics")
             while True:
                 time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
         step("Cleaning up")
-        for server in servers:
-            server.stop()
-        pg.stop()
-        plane.stop()
+        demo.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(pg.workdir, ignore_errors=True)
-    print("demo finished" + (f" with {failures} unexpected results" if failures else ""))
+    print("demo finished" + (f" with {failures} acts that missed" if failures else ""))
     return 1 if failures else 0
 
 

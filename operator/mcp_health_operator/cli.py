@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -171,10 +172,8 @@ def run_operator(args: argparse.Namespace) -> int:
         url_allow_list=tuple(args.allow_url),
         resolve=resolve,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(app.run(settings))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

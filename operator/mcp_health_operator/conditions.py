@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from mcp_health_operator.judge import Health, Verdict
+from mcp_health_operator.judge import Health, Reason, Verdict
 
 Status = Literal["True", "False", "Unknown"]
 
@@ -70,15 +70,22 @@ _ORDER = {REACHABLE: 0, HEALTHY: 1, DEGRADED: 2}
 def from_verdict(verdict: Verdict) -> list[Condition]:
     """The three conditions of a monitor after a probe."""
     first = verdict.findings[0] if verdict.findings else None
-    if verdict.reachable:
+    if verdict.reachable and first is not None and first.reason is Reason.RATE_LIMITED:
+        reachable = Condition(REACHABLE, "True", first.reason.value, first.message)
+    elif verdict.reachable:
         reachable = Condition(REACHABLE, "True", "ProbeSucceeded", "health document read")
     else:
         assert first is not None  # an unreachable verdict always says why
         reachable = Condition(REACHABLE, "False", first.reason.value, first.message)
 
     message = verdict.message or "all checks passing"
-    if verdict.health is Health.HEALTHY:
+    if verdict.health is Health.HEALTHY and not verdict.findings:
         healthy = Condition(HEALTHY, "True", "AllChecksPassing", message)
+    elif verdict.health is Health.HEALTHY:
+        # Healthy holds while failures stay below failureThreshold (or the
+        # server only asked us to back off); the reason says which.
+        held = "FailuresBelowThreshold" if verdict.consecutive_failures else _reason(verdict, "")
+        healthy = Condition(HEALTHY, "True", held, message)
     elif verdict.health is Health.UNKNOWN:
         healthy = Condition(HEALTHY, "Unknown", _reason(verdict, "AwaitingVerdict"), message)
     else:

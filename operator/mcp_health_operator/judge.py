@@ -156,7 +156,9 @@ def assess(obs: Observation, thresholds: Thresholds) -> Assessment:
     if failure is not None:
         reason, severity, counts = failure
         text = obs.message or obs.outcome
-        return Assessment(severity, (Finding(reason, severity, text),), counts, reachable=False)
+        # A server that asks us to back off is reachable, and answering.
+        reachable = reason is Reason.RATE_LIMITED
+        return Assessment(severity, (Finding(reason, severity, text),), counts, reachable)
     if obs.document is None:  # an "Ok" without a document cannot happen; be safe
         finding = Finding(Reason.INVALID_HEALTH_DOCUMENT, Severity.UNHEALTHY, "no document")
         return Assessment(Severity.UNHEALTHY, (finding,), "failure", reachable=False)

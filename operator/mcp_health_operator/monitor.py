@@ -7,6 +7,7 @@ I/O is ``probe`` and ``kube``. This module only sequences them on a clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -120,10 +121,8 @@ class MonitorWorker:
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     def _interval(self) -> float:
         return self._spec.probe.interval_s if self._spec is not None else 5.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcp_health_operator.judge import Thresholds
 
@@ -84,6 +84,12 @@ class ProbeSpec(_Spec):
     failure_threshold: int = Field(3, ge=1, alias="failureThreshold")
     success_threshold: int = Field(1, ge=1, alias="successThreshold")
 
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)  # raises, and pydantic names the field
+        return value
+
     @property
     def interval_s(self) -> float:
         return parse_duration(self.interval)
@@ -115,12 +121,16 @@ class ThresholdsSpec(_Spec):
     def to_thresholds(self) -> Thresholds:
         return Thresholds(
             pool_degraded=self.pool_utilization.degraded,
-            pool_unhealthy=self.pool_utilization.unhealthy or 0.95,
+            pool_unhealthy=_or(self.pool_utilization.unhealthy, 0.95),
             memory_degraded=self.memory_utilization.degraded,
-            memory_unhealthy=self.memory_utilization.unhealthy or 0.95,
+            memory_unhealthy=_or(self.memory_utilization.unhealthy, 0.95),
             database_latency_ms=self.database_latency_ms.degraded,
             probe_latency_ms=self.probe_latency_ms.degraded,
         )
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value  # 0 is a threshold, not "unset"
 
 
 class MonitorSpec(_Spec):

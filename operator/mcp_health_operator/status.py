@@ -152,7 +152,12 @@ def significant(status: dict[str, Any], thresholds: Thresholds) -> tuple[Any, ..
         pool_band(pool.get("utilization"), thresholds),
         status.get("observedGeneration"),
         status.get("lastProbeOutcome") == "Ok",
-        (server.get("name"), server.get("version"), server.get("protocolVersion")),
+        (
+            server.get("name"),
+            server.get("version"),
+            server.get("protocolVersion"),
+            server.get("transport"),
+        ),
         tuple(sorted((k, v.get("status")) for k, v in (status.get("checks") or {}).items())),
         repr(status.get("remediation")),
     )

@@ -204,11 +204,6 @@ def test_from_verdict(v: Verdict, reachable: Row, healthy: Row, degraded: Row) -
     assert [(c.status, c.reason, c.message) for c in out] == [reachable, healthy, degraded]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a held Healthy verdict whose probe failed keeps reason AllChecksPassing "
-    "while its message names the failure",
-)
 def test_healthy_condition_reason_does_not_claim_all_checks_pass_when_a_probe_failed() -> None:
     # failureThreshold=3, first timeout: health is held Healthy, but the probe failed.
     (_, healthy, _) = cond.from_verdict(verdict(Health.HEALTHY, TIMEOUT, reachable=False))

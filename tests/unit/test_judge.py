@@ -304,35 +304,36 @@ def test_ok_without_a_document_is_an_invalid_document_failure() -> None:
 
 # -- probe failures -------------------------------------------------------------------------
 
-# outcome -> (reason, what this probe alone says, how it counts)
-PROBE_FAILURES: dict[str, tuple[str, Health, str]] = {
-    "Timeout": ("ProbeTimeout", U, "failure"),
-    "Unreachable": ("TargetUnreachable", U, "failure"),
-    "InvalidDocument": ("InvalidHealthDocument", U, "failure"),
-    "ResourceNotFound": ("HealthResourceNotFound", U, "failure"),
-    "ProtocolError": ("ProtocolError", U, "failure"),
-    "Unauthorized": ("Unauthorized", D, "neutral"),
-    "RateLimited": ("RateLimited", H, "neutral"),
+# outcome -> (reason, what this probe alone says, how it counts, server reachable)
+PROBE_FAILURES: dict[str, tuple[str, Health, str, bool]] = {
+    "Timeout": ("ProbeTimeout", U, "failure", False),
+    "Unreachable": ("TargetUnreachable", U, "failure", False),
+    "InvalidDocument": ("InvalidHealthDocument", U, "failure", False),
+    "ResourceNotFound": ("HealthResourceNotFound", U, "failure", False),
+    "ProtocolError": ("ProtocolError", U, "failure", False),
+    "Unauthorized": ("Unauthorized", D, "neutral", False),
+    # A server asking us to back off is up and answering.
+    "RateLimited": ("RateLimited", H, "neutral", True),
 }
 
 
 @pytest.mark.parametrize(
-    ("outcome", "reason", "instant", "counts_as"),
+    ("outcome", "reason", "instant", "counts_as", "reachable"),
     [(o, *v) for o, v in PROBE_FAILURES.items()],
     ids=PROBE_FAILURES.keys(),
 )
 def test_probe_failure_outcomes_map_to_reasons(
-    outcome: str, reason: str, instant: Health, counts_as: str
+    outcome: str, reason: str, instant: Health, counts_as: str, reachable: bool
 ) -> None:
     a = assess(failed(outcome, f"{outcome} details"), Thresholds())
     assert a.counts_as == counts_as
-    assert not a.reachable
+    assert a.reachable is reachable
     assert [(f.reason.value, f.message) for f in a.findings] == [(reason, f"{outcome} details")]
     verdict = judge(failed(outcome), Thresholds(), History(H, 0, 5), failure_threshold=1)
     assert verdict.instant is instant
     assert verdict.reasons == (reason,)
     assert verdict.message == outcome  # no message: the outcome stands in
-    assert not verdict.reachable
+    assert verdict.reachable is reachable
 
 
 # -- kubelet threshold semantics ------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +10,7 @@ import pytest
 
 from mcp_health_operator import conditions as cond
 from mcp_health_operator import status
-from mcp_health_operator.judge import History, Observation, Thresholds, Verdict, judge
+from mcp_health_operator.judge import Health, History, Observation, Thresholds, Verdict, judge
 from tests.unit.test_judge import interpret_pool_utilization, ok, seed_document
 
 T0 = datetime(2025, 10, 13, 10, 30, 45, tzinfo=UTC)
@@ -198,7 +198,7 @@ def test_previous_conditions_keep_their_transition_times() -> None:
     later = T0 + timedelta(minutes=5)
     second = built(
         ok({"connection_pool.pool_utilization": 0.9}),
-        history=History(status.Health.HEALTHY),
+        history=History(Health.HEALTHY),
         now=later,
         previous=first["conditions"],
     )
@@ -264,7 +264,7 @@ def test_pool_band_agrees_with_the_guide(utilization: float) -> None:
 
 # -- significant ----------------------------------------------------------------------------
 
-BASE = built(ok(), history=History(status.Health.HEALTHY))
+BASE = built(ok(), history=History(Health.HEALTHY))
 
 
 def _with(path: str, value: object) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -324,10 +324,8 @@ def test_insignificant_changes(change: Callable[[dict[str, Any]], dict[str, Any]
 
 
 def test_significant_from_real_builds() -> None:
-    def key(obs: Observation, verdict_of: Mapping[str, Any] | None = None, **kw: Any) -> Any:
-        return status.significant(
-            built(obs, history=History(status.Health.HEALTHY), **kw), Thresholds()
-        )
+    def key(obs: Observation, **kw: Any) -> Any:
+        return status.significant(built(obs, history=History(Health.HEALTHY), **kw), Thresholds())
 
     base = key(ok(latency_ms=12.0))
     # Only latency and time differ: no write needed.
@@ -343,10 +341,10 @@ def test_significant_from_real_builds() -> None:
 def test_significant_when_only_health_changes() -> None:
     # Second and third bad probe: same reasons and figures, but the third flips health.
     bad = ok({"database_status": "disconnected"})
-    healthy = History(status.Health.HEALTHY)
+    healthy = History(Health.HEALTHY)
     second = judge(bad, Thresholds(), History(healthy.health, 1, 0))
     third = judge(bad, Thresholds(), History(healthy.health, 2, 0))
-    assert (second.health, third.health) == (status.Health.HEALTHY, status.Health.UNHEALTHY)
+    assert (second.health, third.health) == (Health.HEALTHY, Health.UNHEALTHY)
     assert second.reasons == third.reasons
     k2 = status.significant(build_from(second, bad), Thresholds())
     k3 = status.significant(build_from(third, bad), Thresholds())
@@ -356,7 +354,7 @@ def test_significant_when_only_health_changes() -> None:
 # -- WriteBudget ----------------------------------------------------------------------------
 
 
-def simulate(keys: Sequence[object], *, period_s: float, heartbeat_s: float) -> list[float]:
+def simulate(keys: Sequence[str], *, period_s: float, heartbeat_s: float) -> list[float]:
     """One probe per ``period_s`` with these keys; the times at which status is written."""
     budget = status.WriteBudget(heartbeat_s)
     writes = []
@@ -370,7 +368,7 @@ def simulate(keys: Sequence[object], *, period_s: float, heartbeat_s: float) -> 
 
 
 # id -> (keys, expected write times) at 5 s probes, heartbeat 300 s
-BUDGET: dict[str, tuple[list[object], list[float]]] = {
+BUDGET: dict[str, tuple[list[str], list[float]]] = {
     "60 steady probes (t=0..295): one write": (["a"] * 60, [0.0]),
     "61 steady probes (t=0..300): heartbeat at 300": (["a"] * 61, [0.0, 300.0]),
     "one hour steady: one write per heartbeat": (
@@ -387,7 +385,7 @@ BUDGET: dict[str, tuple[list[object], list[float]]] = {
 
 
 @pytest.mark.parametrize(("keys", "writes"), BUDGET.values(), ids=BUDGET.keys())
-def test_write_budget(keys: list[object], writes: list[float]) -> None:
+def test_write_budget(keys: list[str], writes: list[float]) -> None:
     assert simulate(keys, period_s=5.0, heartbeat_s=300.0) == writes
 
 
@@ -396,7 +394,7 @@ def test_sixty_probes_with_a_real_key_write_once() -> None:
     writes = 0
     for i in range(60):
         now = T0 + timedelta(seconds=5 * i)
-        s = built(ok(latency_ms=10.0 + i), history=History(status.Health.HEALTHY), now=now)
+        s = built(ok(latency_ms=10.0 + i), history=History(Health.HEALTHY), now=now)
         key = status.significant(s, Thresholds())
         if budget.due(key, 5.0 * i):
             budget.written(key, 5.0 * i)

@@ -1,0 +1,80 @@
+"""Metrics are produced from the live monitors: names, labels, values, and removal."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mcp_health_operator import health, metrics
+from mcp_health_operator.judge import History, Observation, Thresholds, judge
+from tests.unit.test_health_document import SEED_EXAMPLE
+
+
+def scrape(figures: list[metrics.MonitorFigures]) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = generate_latest(metrics.registry(lambda: figures)).decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+def observed(outcome: str = "Ok", document: str | None = SEED_EXAMPLE) -> metrics.MonitorFigures:
+    fig = metrics.MonitorFigures("ns", "m", "svc/x:8000")
+    doc = health.parse(document) if document else None
+    obs = Observation(outcome, 12.0, doc, "")
+    fig.observe(obs, judge(obs, Thresholds(), History()))
+    return fig
+
+
+def test_the_guides_metrics_keep_their_names_and_meanings() -> None:
+    got = scrape([observed()])
+    labels = {"namespace": "ns", "monitor": "m", "target": "svc/x:8000"}
+    assert got["mcp_health_status"] == [(labels, 1.0)]
+    assert got["mcp_pool_utilization"] == [(labels, 0.3)]
+    assert got["mcp_database_latency_ms"] == [(labels, 12.5)]
+    assert got["mcp_server_reported_status"] == [(labels, 1.0)]
+    assert got["mcp_database_connected"] == [(labels, 1.0)]
+    assert ({**labels, "state": "active"}, 3.0) in got["mcp_pool_connections"]
+    assert ({**labels, "state": "idle"}, 7.0) in got["mcp_pool_connections"]
+    assert got["mcp_probe_total"] == [({**labels, "outcome": "Ok"}, 1.0)]
+    assert got["mcp_probe_duration_seconds_count"] == [(labels, 1.0)]
+    assert ({"health": "Healthy"}, 1.0) in got["mcp_monitors"]
+
+
+def test_failed_probe_clears_the_figures_but_keeps_the_verdict_series() -> None:
+    fig = observed()
+    obs = Observation("Timeout", 1000.0, None, "no answer")
+    fig.observe(obs, judge(obs, Thresholds(), History(), failure_threshold=1))
+    got = scrape([fig])
+    assert got["mcp_health_status"][0][1] == 0.0
+    assert "mcp_pool_utilization" not in got
+    assert "mcp_database_latency_ms" not in got
+    assert got["mcp_probe_consecutive_failures"][0][1] == 1.0
+    outcomes = {labels["outcome"]: value for labels, value in got["mcp_probe_total"]}
+    assert outcomes == {"Ok": 1.0, "Timeout": 1.0}
+
+
+def test_unknown_health_has_no_health_series() -> None:
+    fig = metrics.MonitorFigures("ns", "m", "t")
+    assert "mcp_health_status" not in scrape([fig])
+
+
+def test_a_removed_monitor_has_no_series() -> None:
+    fleet = [observed()]
+    assert "mcp_health_status" in scrape(fleet)
+    fleet.clear()
+    got = scrape(fleet)
+    assert "mcp_health_status" not in got
+    assert "mcp_operator_info" in got
+
+
+def test_every_metric_is_listed_in_the_module_docstring() -> None:
+    fig = observed()
+    fig.count_remediation("restart", "success")
+    names = {re.sub(r"_(total|bucket|count|sum|created)$", "", n) for n in scrape([fig])}
+    documented = set(re.findall(r"``(mcp_[a-z_]+)", metrics.__doc__ or ""))
+    assert names - {"mcp_probe", "mcp_remediation_actions"} <= documented
+    assert {"mcp_probe_total", "mcp_remediation_actions_total"} <= documented
