@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from pathlib import Path
 
 import uvicorn
 
@@ -26,6 +27,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--pool-size", type=int, default=int(os.environ.get("DB_POOL_MAX_SIZE", "10"))
+    )
+    parser.add_argument(
+        "--pool-size-file",
+        default=os.environ.get("DB_POOL_SIZE_FILE"),
+        help="a file holding the pool size (e.g. a mounted ConfigMap key); re-read every "
+        "second and applied live when it changes",
     )
     parser.add_argument("--memory-limit-mb", type=float, default=2048.0)
     parser.add_argument("--environment", default="production")
@@ -53,10 +60,29 @@ async def run(args: argparse.Namespace) -> None:
         log_level="warning",
         lifespan="on",
     )
+    watcher = (
+        asyncio.create_task(watch_pool_size(pool, Path(args.pool_size_file)))
+        if args.pool_size_file
+        else None
+    )
     try:
         await uvicorn.Server(config).serve()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await pool.close()
+
+
+async def watch_pool_size(pool: DatabasePool, path: Path) -> None:
+    """Apply the pool size written to ``path`` (how a mounted ConfigMap key changes)."""
+    while True:
+        try:
+            wanted = int(path.read_text().strip())
+        except (OSError, ValueError):
+            wanted = pool.size
+        if wanted >= 1 and wanted != pool.size:
+            await pool.resize(wanted)
+        await asyncio.sleep(1.0)
 
 
 def main() -> None:

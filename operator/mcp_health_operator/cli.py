@@ -128,6 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="probe a Service's cluster DNS name at another address, for running outside "
         "the cluster network (like curl --resolve); repeatable",
     )
+    run.add_argument(
+        "--pause-remediation",
+        action="store_true",
+        default=os.environ.get("MCP_HEALTH_PAUSE_REMEDIATION", "") == "true",
+        help="decide and report, but take no remediation action (a global pause)",
+    )
+    run.add_argument(
+        "--breaker-share",
+        type=float,
+        default=0.5,
+        help="hold all remediation when more than this share of monitors is Unhealthy "
+        "(default 0.5)",
+    )
+    run.add_argument(
+        "--breaker-min-monitors",
+        type=int,
+        default=3,
+        help="the breaker only applies to fleets of at least this many monitors (default 3)",
+    )
+    run.add_argument(
+        "--breaker-window",
+        type=float,
+        default=60.0,
+        help="seconds within which monitors turning Unhealthy count together (default 60)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     return parser
 
@@ -171,6 +196,10 @@ def run_operator(args: argparse.Namespace) -> int:
         allow_url_targets=bool(args.allow_url),
         url_allow_list=tuple(args.allow_url),
         resolve=resolve,
+        pause_remediation=args.pause_remediation,
+        breaker_share=args.breaker_share,
+        breaker_min_monitors=args.breaker_min_monitors,
+        breaker_window_s=args.breaker_window,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(app.run(settings))

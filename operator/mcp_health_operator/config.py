@@ -28,6 +28,14 @@ class Config:
     # A new session handshake at least this often, even when all is well.
     rehandshake_s: float = 300.0
     max_document_bytes: int = 1 << 20
+    # Remediation: a global pause, and the mass-failure breaker (hold all
+    # remediation when more than `breaker_share` of at least
+    # `breaker_min_monitors` monitors are Unhealthy, or turned so within
+    # `breaker_window_s`).
+    pause_remediation: bool = False
+    breaker_share: float = 0.5
+    breaker_min_monitors: int = 3
+    breaker_window_s: float = 60.0
 
     def url_allowed(self, url: str) -> bool:
         if not self.allow_url_targets:
@@ -38,6 +46,9 @@ class Config:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         origin = f"{parts.scheme}://{parts.hostname}:{port}"
         return any(fnmatch.fnmatchcase(origin, pattern) for pattern in self.url_allow_list)
+
+
+PAUSE_ANNOTATION = "mcphealth.dev/remediation-paused"
 
 
 def parse_resolve(entries: list[str]) -> dict[str, str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 
-from mcp_health_operator import events
+from mcp_health_operator import events, remediation
 from mcp_health_operator.config import Config
 from mcp_health_operator.kube import Kube
 from mcp_health_operator.metrics import MonitorFigures
@@ -34,7 +35,13 @@ class Fleet:
             return
         if worker is not None:  # same name, new object: start over
             self.remove(key)
-        worker = MonitorWorker(obj, kube=self.kube, config=self.config, aggregator=self.aggregator)
+        worker = MonitorWorker(
+            obj,
+            kube=self.kube,
+            config=self.config,
+            aggregator=self.aggregator,
+            fleet_state=self.state,
+        )
         self.workers[key] = worker
         self._tasks[key] = asyncio.create_task(self._run(key, worker), name=f"monitor {key}")
 
@@ -57,6 +64,18 @@ class Fleet:
             task.cancel()
         if worker is not None:
             self.aggregator.forget(worker.obj.ref.uid)
+
+    def state(self) -> remediation.FleetState:
+        """How many monitors are Unhealthy, and how many turned so just now (for the breaker)."""
+        now = time.time()
+        window = self.config.breaker_window_s
+        unhealthy = recent = 0
+        for worker in self.workers.values():
+            since = worker.remediator.unhealthy_since
+            if since is not None:
+                unhealthy += 1
+                recent += now - since <= window
+        return remediation.FleetState(len(self.workers), unhealthy, recent)
 
     def figures(self) -> Iterator[MonitorFigures]:
         return (w.figures for w in list(self.workers.values()))

@@ -18,7 +18,8 @@ from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Event, Secret, Service
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service
 from lightkube.types import PatchType
 
 from mcp_health_operator.events import EventSpec, Post
@@ -131,6 +132,68 @@ class Kube:
         out = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
         out.update(secret.stringData or {})
         return out
+
+
+    # -- remediation: always in the monitor's own namespace ----------------------
+
+    async def workload(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+        """The Deployment or StatefulSet as a dict, or None if it does not exist."""
+        try:
+            obj = await self.client.get(_WORKLOADS[kind], name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        return dict(obj.to_dict())
+
+    async def restart(self, namespace: str, kind: str, name: str, when: datetime) -> None:
+        """What ``kubectl rollout restart`` does: stamp the pod template."""
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": _ts(when)}}
+                }
+            }
+        }
+        await self.client.patch(
+            _WORKLOADS[kind], name, patch, namespace=namespace, patch_type=PatchType.STRATEGIC
+        )
+
+    async def set_env(
+        self, namespace: str, kind: str, name: str, container: str, var: str, value: str
+    ) -> None:
+        """Set one environment variable of one container (strategic merge by name)."""
+        patch = {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": container, "env": [{"name": var, "value": value}]}]}
+                }
+            }
+        }
+        await self.client.patch(
+            _WORKLOADS[kind], name, patch, namespace=namespace, patch_type=PatchType.STRATEGIC
+        )
+
+    async def config_value(self, namespace: str, name: str, key: str) -> str | None:
+        try:
+            cm = await self.client.get(ConfigMap, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                raise NotFound(f"ConfigMap {namespace}/{name} not found") from None
+            raise
+        return (cm.data or {}).get(key)
+
+    async def set_config_value(self, namespace: str, name: str, key: str, value: str) -> None:
+        await self.client.patch(
+            ConfigMap,
+            name,
+            {"data": {key: value}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+
+_WORKLOADS: dict[str, Any] = {"Deployment": Deployment, "StatefulSet": StatefulSet}
 
 
 def _ts(now: datetime) -> str:

@@ -10,15 +10,17 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mcp_health_operator import events, judge, probe, status
+from mcp_health_operator import events, judge, probe, remediation, status
 from mcp_health_operator import spec as specs
 from mcp_health_operator.config import Config
 from mcp_health_operator.kube import Kube, NotFound, ObjectRef
 from mcp_health_operator.metrics import MonitorFigures
+from mcp_health_operator.remediator import Remediator
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class MonitorWorker:
         kube: Kube,
         config: Config,
         aggregator: events.Aggregator,
+        fleet_state: Callable[[], remediation.FleetState] | None = None,
     ) -> None:
         self.obj = obj
         self.kube = kube
@@ -87,6 +90,13 @@ class MonitorWorker:
         )
         self.reachable: bool | None = (
             None if reachable is None else reachable.get("status") == "True"
+        )
+        self.remediator = Remediator(
+            kube=kube,
+            config=config,
+            figures=self.figures,
+            fleet_state=fleet_state or (lambda: remediation.FleetState(1, 0, 0)),
+            status=obj.status,
         )
         self._wake = asyncio.Event()
         self._next_delay: float | None = None
@@ -152,6 +162,8 @@ class MonitorWorker:
             success_threshold=spec.probe.success_threshold,
         )
         self.figures.observe(obs, verdict)
+        pool = result.document.connection_pool if result.document else None
+        self.remediator.observe(verdict, pool.pool_utilization if pool else None, thresholds)
         if result.retry_after_s is not None:
             # 429: honour Retry-After rather than hammering the server.
             self._next_delay = max(self._interval(), result.retry_after_s)
@@ -176,11 +188,31 @@ class MonitorWorker:
             previous_conditions=self._conditions,
             now=datetime.now(UTC),
         )
+        new_status.update(self.remediator.status_fields(spec.remediation))
         self.history = verdict.history()
         self.reachable = verdict.reachable
         await self._write(new_status, thresholds)
         for spec_event in transitions:
             await self._event(spec_event)
+        if spec.remediation is not None:
+            await self.remediator.step(
+                spec=spec.remediation,
+                ref=self.obj.ref,
+                annotations=self.obj.annotations,
+                health=verdict.health,
+                pool_size=pool.total_connections if pool else None,
+                prober=self._prober,
+                write=self._patch_now,
+                post=self._event,
+            )
+
+    async def _patch_now(self, fields: dict[str, Any]) -> bool:
+        """A write that must land now (the remediation ledger); False if it did not."""
+        try:
+            return await self.kube.patch_status(self.obj.ref, fields)
+        except Exception as exc:
+            log.warning("status write for %s failed: %s", _key(self.obj.ref), exc)
+            return False
 
     async def _write(self, new_status: dict[str, Any], thresholds: judge.Thresholds) -> None:
         key = status.significant(new_status, thresholds)

@@ -196,6 +196,18 @@ class Prober:
             retry_after_s=failure.retry_after_s,
         )
 
+    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> str:
+        """Call a tool on the target over the kept session; raises on any failure."""
+        if self.target.transport is Transport.HTTP:
+            raise ValueError("calling a tool needs an MCP transport, not plain http")
+        with anyio.fail_after(timeout):
+            client = await self._session()
+            result = await client.call_tool(name, arguments)
+        text = " ".join(getattr(c, "text", "") for c in result.content).strip()
+        if result.is_error:
+            raise RuntimeError(f"tool {name} failed: {text[:200]}")
+        return text
+
     def _stale_session(self, exc: Exception) -> bool:
         if not self._reused:
             return False

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcp_health_operator.judge import Thresholds
+from mcp_health_operator.remediation import Policy, RestartPolicy, ScalingPolicy
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -129,6 +130,108 @@ class ThresholdsSpec(_Spec):
         )
 
 
+class WorkloadRef(_Spec):
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    name: str
+    container: str | None = None  # default: the first container
+
+
+class RestartSpec(_Spec):
+    enabled: bool = True
+    after: str = "30s"
+
+    _after = field_validator("after")(lambda cls, v: _checked_duration(v))
+
+
+class ConfigMapKeyRef(_Spec):
+    name: str
+    key: str
+
+
+class ToolRef(_Spec):
+    name: str = "scale_pool"
+    argument: str = "size"
+
+
+class ScaleDownSpec(_Spec):
+    enabled: bool = False
+    after: str = "30m"
+
+    _after = field_validator("after")(lambda cls, v: _checked_duration(v))
+
+
+class PoolScalingSpec(_Spec):
+    enabled: bool = True
+    after: str = "30s"
+    step: int = Field(5, ge=1)
+    max: int = Field(50, ge=1)
+    method: Literal["env", "configMap", "mcpTool"] = "mcpTool"
+    env_var: str = Field("DB_POOL_MAX_SIZE", alias="envVar")
+    config_map: ConfigMapKeyRef | None = Field(None, alias="configMap")
+    tool: ToolRef = Field(default_factory=lambda: ToolRef.model_validate({}))
+    scale_down: ScaleDownSpec = Field(
+        default_factory=lambda: ScaleDownSpec.model_validate({}), alias="scaleDown"
+    )
+
+    _after = field_validator("after")(lambda cls, v: _checked_duration(v))
+
+    @model_validator(mode="after")
+    def _method_has_its_target(self) -> PoolScalingSpec:
+        if self.method == "configMap" and self.config_map is None:
+            raise ValueError("poolScaling.configMap is required when method is configMap")
+        return self
+
+
+class RemediationSpec(_Spec):
+    dry_run: bool = Field(False, alias="dryRun")
+    cooldown: str = "10m"
+    max_per_hour: int = Field(3, ge=1, alias="maxPerHour")
+    workload: WorkloadRef | None = None
+    restart: RestartSpec | None = None
+    pool_scaling: PoolScalingSpec | None = Field(None, alias="poolScaling")
+
+    _cooldown = field_validator("cooldown")(lambda cls, v: _checked_duration(v))
+
+    @model_validator(mode="after")
+    def _workload_when_needed(self) -> RemediationSpec:
+        needs = (self.restart is not None and self.restart.enabled) or (
+            self.pool_scaling is not None
+            and self.pool_scaling.enabled
+            and self.pool_scaling.method == "env"
+        )
+        if needs and self.workload is None:
+            raise ValueError("remediation.workload is required for restart and env scaling")
+        return self
+
+    def to_policy(self) -> Policy:
+        restart = self.restart
+        scaling = self.pool_scaling
+        return Policy(
+            restart=RestartPolicy(
+                enabled=restart is not None and restart.enabled,
+                after_s=parse_duration(restart.after) if restart else 30.0,
+            ),
+            scaling=ScalingPolicy(
+                enabled=scaling is not None and scaling.enabled,
+                after_s=parse_duration(scaling.after) if scaling else 30.0,
+                step=scaling.step if scaling else 5,
+                maximum=scaling.max if scaling else 50,
+                scale_down=scaling is not None and scaling.scale_down.enabled,
+                scale_down_after_s=parse_duration(scaling.scale_down.after)
+                if scaling
+                else 1800.0,
+            ),
+            cooldown_s=parse_duration(self.cooldown),
+            max_per_hour=self.max_per_hour,
+            dry_run=self.dry_run,
+        )
+
+
+def _checked_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value  # 0 is a threshold, not "unset"
 
@@ -137,6 +240,7 @@ class MonitorSpec(_Spec):
     target: TargetSpec
     probe: ProbeSpec = Field(default_factory=lambda: ProbeSpec.model_validate({}))
     thresholds: ThresholdsSpec = Field(default_factory=lambda: ThresholdsSpec.model_validate({}))
+    remediation: RemediationSpec | None = None
 
 
 class SpecError(ValueError):

@@ -1,0 +1,308 @@
+"""The remediation policy: signals + spec + ledger + clock + fleet → act, or why not.
+
+Purely computational: no I/O, no kopf, no Kubernetes, no HTTP. Times are
+epoch seconds from the caller's clock, so the ledger can be persisted in the
+monitor's status and survive an operator restart.
+
+Two steps, so the caller reads a workload only when an action is due:
+
+1. ``due``: is an action due by the monitor's own signals?
+   * pool scaling, when pool utilization has been at or above the unhealthy
+     band for ``poolScaling.after`` (and the pool is below ``max``);
+   * scale back down, when enabled and utilization has stayed below the
+     degraded band for ``scaleDown.after`` and the pool is above its original size;
+   * restart, when the monitor has been Unhealthy for ``restart.after``.
+   Pool scaling comes first: it is the narrower fix.
+2. ``decide``: may it happen now? Holds, in order: paused (operator flag or
+   monitor annotation), mass failure (too many monitors turned Unhealthy at
+   once: the fault is likelier on the operator's side), pool already at its
+   maximum, cooldown since the
+   last action, hourly budget, workload missing, workload paused, rollout in
+   progress. Then dry-run (recorded, not done), or act.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from mcp_health_operator.judge import Health
+
+HOUR = 3600.0
+
+
+class Action(StrEnum):
+    RESTART = "restart"
+    SCALE_UP = "scale-pool"
+    SCALE_DOWN = "scale-pool-down"
+
+
+class Hold(StrEnum):
+    PAUSED = "RemediationPaused"
+    MASS_FAILURE = "MassFailure"
+    COOLDOWN = "Cooldown"
+    BUDGET = "BudgetExhausted"
+    WORKLOAD_NOT_FOUND = "WorkloadNotFound"
+    WORKLOAD_PAUSED = "WorkloadPaused"
+    ROLLOUT_IN_PROGRESS = "RolloutInProgress"
+    POOL_AT_MAXIMUM = "PoolAtMaximum"
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    enabled: bool = False
+    after_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingPolicy:
+    enabled: bool = False
+    after_s: float = 30.0
+    step: int = 5
+    maximum: int = 50
+    scale_down: bool = False
+    scale_down_after_s: float = 1800.0
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    scaling: ScalingPolicy = field(default_factory=ScalingPolicy)
+    cooldown_s: float = 600.0
+    max_per_hour: int = 3
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """What the monitor's recent probes say, with the times things began."""
+
+    health: Health
+    unhealthy_since: float | None = None
+    pool_size: int | None = None
+    # Utilization at/above the unhealthy band since, and below degraded since.
+    exhausted_since: float | None = None
+    calm_since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    action: Action
+    time: float
+    result: str  # "success" | "failed" | "dry-run"
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """What was done, persisted in status: the last hour's actions and the pool's first size."""
+
+    records: tuple[Record, ...] = ()
+    original_pool_size: int | None = None
+
+    @property
+    def last(self) -> Record | None:
+        return self.records[-1] if self.records else None
+
+    def in_window(self, now: float) -> tuple[Record, ...]:
+        return tuple(r for r in self.records if now - r.time < HOUR)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetState:
+    total: int
+    unhealthy: int
+    turned_unhealthy_recently: int
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    share: float = 0.5
+    min_monitors: int = 3
+
+    def tripped(self, fleet: FleetState) -> bool:
+        # A single monitor failing is not a "fleet"; below min_monitors the
+        # breaker never trips.
+        if fleet.total < self.min_monitors or fleet.total == 0:
+            return False
+        limit = self.share * fleet.total
+        return fleet.turned_unhealthy_recently > limit or fleet.unhealthy > limit
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    found: bool
+    paused: bool = False
+    rollout_in_progress: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    action: Action
+    message: str
+    pool_size: int | None = None  # the size to set, for scaling
+    at_maximum: bool = False  # scaling is due, but the pool is already at its maximum
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    intent: Intent
+    act: bool
+    dry_run: bool = False
+    hold: Hold | None = None
+    message: str = ""
+
+
+def due(policy: Policy, signals: Signals, ledger: Ledger, now: float) -> Intent | None:
+    """An action due by the monitor's signals alone, or None."""
+    scaling = policy.scaling
+    size = signals.pool_size
+    if scaling.enabled and size is not None and signals.exhausted_since is not None:
+        lasted = now - signals.exhausted_since
+        if lasted >= scaling.after_s:
+            if size >= scaling.maximum:
+                if not (policy.restart.enabled and _restart_due(policy, signals, now)):
+                    return Intent(
+                        Action.SCALE_UP,
+                        f"pool exhausted, but already at its maximum {scaling.maximum}",
+                        size,
+                        at_maximum=True,
+                    )
+            else:
+                new = min(size + scaling.step, scaling.maximum)
+                return Intent(
+                    Action.SCALE_UP,
+                    f"pool exhausted for {lasted:.0f}s: size {size} -> {new}",
+                    new,
+                )
+    if (
+        scaling.enabled
+        and scaling.scale_down
+        and size is not None
+        and ledger.original_pool_size is not None
+        and size > ledger.original_pool_size
+        and signals.calm_since is not None
+        and now - signals.calm_since >= scaling.scale_down_after_s
+    ):
+        new = max(size - scaling.step, ledger.original_pool_size)
+        lasted = now - signals.calm_since
+        return Intent(
+            Action.SCALE_DOWN,
+            f"pool below the degraded band for {lasted:.0f}s: size {size} -> {new}",
+            new,
+        )
+    if policy.restart.enabled and _restart_due(policy, signals, now):
+        assert signals.unhealthy_since is not None
+        lasted = now - signals.unhealthy_since
+        return Intent(Action.RESTART, f"Unhealthy for {lasted:.0f}s")
+    return None
+
+
+def _restart_due(policy: Policy, signals: Signals, now: float) -> bool:
+    return (
+        signals.health is Health.UNHEALTHY
+        and signals.unhealthy_since is not None
+        and now - signals.unhealthy_since >= policy.restart.after_s
+    )
+
+
+def decide(
+    intent: Intent,
+    policy: Policy,
+    ledger: Ledger,
+    now: float,
+    *,
+    fleet: FleetState,
+    breaker: Breaker,
+    paused: bool,
+    workload: Workload | None,
+) -> Decision:
+    """Whether the due ``intent`` may be carried out now, and if not, why."""
+
+    def hold(reason: Hold, message: str) -> Decision:
+        return Decision(intent, act=False, hold=reason, message=message)
+
+    # Each hold's reason: a person asked for quiet.
+    if paused:
+        return hold(Hold.PAUSED, "remediation is paused")
+    # Many monitors failing together point at the operator or the network.
+    if breaker.tripped(fleet):
+        return hold(
+            Hold.MASS_FAILURE,
+            f"{max(fleet.unhealthy, fleet.turned_unhealthy_recently)} of {fleet.total} "
+            f"monitors are Unhealthy; holding all remediation",
+        )
+    if intent.at_maximum:
+        return hold(Hold.POOL_AT_MAXIMUM, intent.message)
+    last = ledger.last
+    # Give the previous action time to work.
+    if last is not None and now - last.time < policy.cooldown_s:
+        wait = policy.cooldown_s - (now - last.time)
+        return hold(Hold.COOLDOWN, f"last action {now - last.time:.0f}s ago; {wait:.0f}s to go")
+    # A flapping server must not be restarted without end.
+    used = len(ledger.in_window(now))
+    if used >= policy.max_per_hour:
+        return hold(Hold.BUDGET, f"{used} actions in the last hour (max {policy.max_per_hour})")
+    needs_workload = intent.action is Action.RESTART or workload is not None
+    if needs_workload and (workload is None or not workload.found):
+        return hold(Hold.WORKLOAD_NOT_FOUND, "the workload was not found in this namespace")
+    if workload is not None and workload.paused:
+        return hold(Hold.WORKLOAD_PAUSED, "the workload's rollout is paused")
+    # Restarting mid-rollout would stack rollouts and hide the outcome.
+    if workload is not None and workload.rollout_in_progress:
+        return hold(Hold.ROLLOUT_IN_PROGRESS, "a rollout of the workload is in progress")
+    if policy.dry_run:
+        return Decision(intent, act=False, dry_run=True, message=f"dry run: {intent.message}")
+    return Decision(intent, act=True, message=intent.message)
+
+
+def record(ledger: Ledger, action: Action, now: float, result: str) -> Ledger:
+    """The ledger after an action (or a dry run): the last hour kept."""
+    records = (*ledger.in_window(now), Record(action, now, result))
+    return Ledger(records=records, original_pool_size=ledger.original_pool_size)
+
+
+def next_allowed(policy: Policy, ledger: Ledger, now: float) -> float | None:
+    """When the next action may happen (cooldown and budget), or None if now."""
+    times = []
+    last = ledger.last
+    if last is not None and now - last.time < policy.cooldown_s:
+        times.append(last.time + policy.cooldown_s)
+    window = ledger.in_window(now)
+    if len(window) >= policy.max_per_hour:
+        times.append(window[len(window) - policy.max_per_hour].time + HOUR)
+    return max(times) if times else None
+
+
+def workload_state(kind: str, obj: dict[str, object] | None) -> Workload:
+    """Paused / rollout-in-progress, read as ``kubectl rollout status`` reads them."""
+    if obj is None:
+        return Workload(found=False)
+    meta = _dict(obj.get("metadata"))
+    spec = _dict(obj.get("spec"))
+    status = _dict(obj.get("status"))
+    generation = _int(meta.get("generation"))
+    observed = _int(status.get("observedGeneration"))
+    replicas = _int(spec.get("replicas"), 1)
+    updated = _int(status.get("updatedReplicas"))
+    if observed < generation:
+        return Workload(True, paused=bool(spec.get("paused")), rollout_in_progress=True)
+    if kind == "Deployment":
+        in_progress = (
+            updated < replicas
+            or _int(status.get("replicas")) > updated
+            or _int(status.get("availableReplicas")) < updated
+        )
+        return Workload(True, paused=bool(spec.get("paused")), rollout_in_progress=in_progress)
+    revisions_differ = status.get("updateRevision") not in (None, status.get("currentRevision"))
+    in_progress = (
+        revisions_differ or updated < replicas or _int(status.get("readyReplicas")) < replicas
+    )
+    return Workload(True, rollout_in_progress=in_progress)
+
+
+def _dict(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: object, default: int = 0) -> int:
+    return value if isinstance(value, int) else default
