@@ -77,7 +77,8 @@ async def watch_pool_size(pool: DatabasePool, path: Path) -> None:
     """Apply the pool size written to ``path`` (how a mounted ConfigMap key changes)."""
     while True:
         try:
-            wanted = int(path.read_text().strip())
+            # A few bytes from a local file: not worth a thread.
+            wanted = int(path.read_text().strip())  # noqa: ASYNC240
         except (OSError, ValueError):
             wanted = pool.size
         if wanted >= 1 and wanted != pool.size:

@@ -133,7 +133,6 @@ class Kube:
         out.update(secret.stringData or {})
         return out
 
-
     # -- remediation: always in the monitor's own namespace ----------------------
 
     async def workload(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
@@ -163,13 +162,8 @@ class Kube:
         self, namespace: str, kind: str, name: str, container: str, var: str, value: str
     ) -> None:
         """Set one environment variable of one container (strategic merge by name)."""
-        patch = {
-            "spec": {
-                "template": {
-                    "spec": {"containers": [{"name": container, "env": [{"name": var, "value": value}]}]}
-                }
-            }
-        }
+        env = [{"name": var, "value": value}]
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}}}
         await self.client.patch(
             _WORKLOADS[kind], name, patch, namespace=namespace, patch_type=PatchType.STRATEGIC
         )

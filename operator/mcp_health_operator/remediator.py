@@ -98,8 +98,7 @@ class Remediator:
             "lastMessage": self.last_message or None,
             "actionsInWindow": len(window),
             "actionTimes": [
-                {"action": r.action.value, "time": _iso(r.time), "result": r.result}
-                for r in window
+                {"action": r.action.value, "time": _iso(r.time), "result": r.result} for r in window
             ],
             "nextAllowedTime": _iso(next_time) if next_time else None,
             "originalPoolSize": self.ledger.original_pool_size,
@@ -206,9 +205,7 @@ class Remediator:
         self, spec: RemediationSpec, ref: ObjectRef, intent: remediation.Intent
     ) -> remediation.Workload | None:
         scaling = spec.pool_scaling
-        needs = intent.action is Action.RESTART or (
-            scaling is not None and scaling.method == "env"
-        )
+        needs = intent.action is Action.RESTART or (scaling is not None and scaling.method == "env")
         if not needs or spec.workload is None:
             return remediation.Workload(found=False) if needs else None
         obj = await self.kube.workload(ref.namespace, spec.workload.kind, spec.workload.name)
@@ -220,9 +217,7 @@ class Remediator:
         ns = ref.namespace
         if intent.action is Action.RESTART:
             assert spec.workload is not None
-            await self.kube.restart(
-                ns, spec.workload.kind, spec.workload.name, datetime.now(UTC)
-            )
+            await self.kube.restart(ns, spec.workload.kind, spec.workload.name, datetime.now(UTC))
             return f"; restarted {spec.workload.kind}/{spec.workload.name}"
         scaling = spec.pool_scaling
         assert scaling is not None and intent.pool_size is not None

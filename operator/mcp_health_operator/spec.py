@@ -217,9 +217,7 @@ class RemediationSpec(_Spec):
                 step=scaling.step if scaling else 5,
                 maximum=scaling.max if scaling else 50,
                 scale_down=scaling is not None and scaling.scale_down.enabled,
-                scale_down_after_s=parse_duration(scaling.scale_down.after)
-                if scaling
-                else 1800.0,
+                scale_down_after_s=parse_duration(scaling.scale_down.after) if scaling else 1800.0,
             ),
             cooldown_s=parse_duration(self.cooldown),
             max_per_hour=self.max_per_hour,

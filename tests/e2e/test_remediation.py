@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,10 @@ def reasons(kubectl: Kubectl, name: str) -> list[str]:
 
 def event(kubectl: Kubectl, name: str, reason: str) -> list[dict[str, Any]]:
     return [e for e in kubectl.events(name) if e["reason"] == reason]
+
+
+def is_healthy(kubectl: Kubectl, name: str) -> bool:
+    return health(kubectl, name) == "Healthy"
 
 
 def health(kubectl: Kubectl, name: str) -> str | None:
@@ -351,11 +356,9 @@ def test_mass_failure_breaker_holds_every_remediation(
         kubectl.apply(remediated_monitor(name, name, RESTART))
     operator(*flags)
     for name in names:
-        wait_for(lambda n=name: health(kubectl, n) == "Healthy", timeout=30, what="Healthy")
+        wait_for(partial(is_healthy, kubectl, name), timeout=30, what=f"{name} Healthy")
     own_pg.stop()
     for name in names:
-        held = wait_for(
-            lambda n=name: event(kubectl, n, "RestartSuppressed"), timeout=40, what="held"
-        )
+        held = wait_for(partial(event, kubectl, name, "RestartSuppressed"), timeout=40, what="held")
         assert held[0]["message"].startswith("MassFailure")
     assert restarted_at(kubectl, "codebase-mcp") is None
