@@ -3,6 +3,7 @@ the operator, and an outage.
 
     make demo                      # runs start to finish (about 2 minutes), then cleans up
     make demo DEMO_ARGS=--keep     # leaves everything running for exploration (Ctrl-C ends it)
+    make demo DEMO_ARGS=--remediation   # adds an act: pool exhaustion healed live via MCP tool
 
 Acts: the monitors go Healthy; PostgreSQL stops and both go Unhealthy with
 Events; PostgreSQL comes back and both recover; the metrics are shown.
@@ -11,6 +12,8 @@ Events; PostgreSQL comes back and both recover; the metrics are shown.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -167,6 +170,43 @@ class Demo:
                 print(line)
         return failures
 
+    def remediation_act(self) -> int:
+        step("Remediation: exhaust codebase-mcp's pool; the operator grows it live (MCP tool)")
+        patch = {
+            "spec": {
+                "remediation": {
+                    "poolScaling": {"after": "10s", "step": 5, "max": 30, "method": "mcpTool"}
+                }
+            }
+        }
+        print(
+            self.kubectl(
+                "patch", "mcphealth", "codebase-mcp", "--type=merge", "-p", json.dumps(patch)
+            )
+        )
+        codebase = self.servers[0]
+        print(f"saturate_pool(connections=10) on {codebase.url}", flush=True)
+        asyncio.run(_call_tool(codebase.url, "saturate_pool", {"connections": 10, "seconds": 300}))
+        failures = not self.wait_all_of("codebase-mcp", "Unhealthy", 60)
+        failures += not self.wait_all_of("codebase-mcp", "Healthy", 90)
+        describe = self.kubectl("describe", "mcphealth", "codebase-mcp")
+        print(describe[describe.find("Events:") :])
+        return failures
+
+    def wait_all_of(self, name: str, health: str, timeout: float) -> bool:
+        deadline, last = time.monotonic() + timeout, ""
+        while time.monotonic() < deadline:
+            row = self.kubectl("get", "mcphealth", name, "-o", "wide", show=False)
+            key = row.splitlines()[-1].split()[2] if row.strip() else ""
+            if row.splitlines()[-1] != last:
+                print(row.splitlines()[-1], flush=True)
+                last = row.splitlines()[-1]
+            if key == health:
+                return True
+            time.sleep(1)
+        print(f"!! {name} not {health} within {timeout:.0f}s")
+        return False
+
     def stop(self) -> None:
         _procs.stop(self.operator)
         for server in self.servers:
@@ -174,6 +214,13 @@ class Demo:
         self.pg.stop()
         self.plane.stop()
         shutil.rmtree(self.pg.workdir, ignore_errors=True)
+
+
+async def _call_tool(url: str, name: str, arguments: dict[str, object]) -> None:
+    from mcp import Client
+
+    async with Client(url, cache=None) as client:
+        await client.call_tool(name, arguments)
 
 
 def _port_free(port: int) -> bool:
@@ -186,6 +233,9 @@ def _port_free(port: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+    parser.add_argument(
+        "--remediation", action="store_true", help="add the pool-scaling remediation act"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="mcp-health-demo-"))
     demo = Demo(workdir)
@@ -193,6 +243,8 @@ def main() -> int:
     try:
         demo.start()
         failures = demo.run()
+        if args.remediation:
+            failures += demo.remediation_act()
         if args.keep:
             step("Running; Ctrl-C to stop")
             print(f"export KUBECONFIG={demo.plane.kubeconfig}")
