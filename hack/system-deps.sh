@@ -9,6 +9,7 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v promtool >/dev/null || need_apt+=(prometheus)  # prometheus + promtool for the alert rule tests
 for pkg in "$@"; do need_apt+=("$pkg"); done
 
 if ((${#need_apt[@]})); then
