@@ -47,3 +47,30 @@ bench-health: setup ## health endpoint latency (guide SC-010: p95 < 50 ms)
 
 clean: ## remove the venv and caches (not the control plane cache in ~/.cache)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
+
+# --- packaging: Helm chart, alert rules, dashboard, image ---------------------
+.PHONY: helm chart-sync chart-crds chart-check promtool-test hadolint packaging
+
+# `make setup` (and so `make test`) also builds helm up front.
+setup: helm
+
+helm: $(STAMP) ## build (or reuse from ~/.cache) the pinned helm from the Go module proxy
+	$(BIN)/python -m mcp_health_operator.testing.helm build
+
+chart-sync: ## copy crds/, the alert rules and the dashboard into the Helm chart
+	@bash hack/sync-chart.sh
+
+chart-crds: chart-sync ## alias of chart-sync
+
+chart-check: ## fail if the chart's copies differ from their sources
+	@bash hack/sync-chart.sh --check
+
+promtool-test: system-deps ## promtool check + unit tests of the alert rules
+	promtool check rules deploy/prometheus/mcp-health-rules.yaml
+	promtool test rules tests/promtool/*.yaml
+
+hadolint: $(STAMP) ## lint the Dockerfile
+	$(BIN)/hadolint Dockerfile
+
+packaging: setup ## chart, rules, dashboard and image tests only
+	$(BIN)/pytest tests/packaging -q $(PYTEST_ARGS)
