@@ -9,10 +9,11 @@ Two steps, so the caller reads a workload only when an action is due:
 1. ``due``: is an action due by the monitor's own signals?
    * pool scaling, when pool utilization has been at or above the unhealthy
      band for ``poolScaling.after`` (and the pool is below ``max``);
+   * restart, when the monitor has been Unhealthy for ``restart.after``;
    * scale back down, when enabled and utilization has stayed below the
-     degraded band for ``scaleDown.after`` and the pool is above its original size;
-   * restart, when the monitor has been Unhealthy for ``restart.after``.
-   Pool scaling comes first: it is the narrower fix.
+     degraded band for ``scaleDown.after`` and the pool is above its original size.
+   Scaling up comes first (the narrower fix); scaling down comes last (it
+   fixes nothing, so it never takes a restart's place).
 2. ``decide``: may it happen now? Holds, in order: paused (operator flag or
    monitor annotation), mass failure (too many monitors turned Unhealthy at
    once: the fault is likelier on the operator's side), pool already at its
@@ -106,6 +107,12 @@ class Ledger:
     def in_window(self, now: float) -> tuple[Record, ...]:
         return tuple(r for r in self.records if now - r.time < HOUR)
 
+    def kept(self, now: float) -> tuple[Record, ...]:
+        """The last hour's records, and the last record however old (for long cooldowns)."""
+        window = self.in_window(now)
+        last = self.last
+        return window if last is None or last in window else (last, *window)
+
 
 @dataclass(frozen=True, slots=True)
 class FleetState:
@@ -174,6 +181,12 @@ def due(policy: Policy, signals: Signals, ledger: Ledger, now: float) -> Intent 
                     f"pool exhausted for {lasted:.0f}s: size {size} -> {new}",
                     new,
                 )
+    # An Unhealthy server due a restart is restarted: stepping its pool down
+    # would spend the cooldown and budget on the wrong fix.
+    if policy.restart.enabled and _restart_due(policy, signals, now):
+        assert signals.unhealthy_since is not None
+        lasted = now - signals.unhealthy_since
+        return Intent(Action.RESTART, f"Unhealthy for {lasted:.0f}s")
     if (
         scaling.enabled
         and scaling.scale_down
@@ -190,10 +203,6 @@ def due(policy: Policy, signals: Signals, ledger: Ledger, now: float) -> Intent 
             f"pool below the degraded band for {lasted:.0f}s: size {size} -> {new}",
             new,
         )
-    if policy.restart.enabled and _restart_due(policy, signals, now):
-        assert signals.unhealthy_since is not None
-        lasted = now - signals.unhealthy_since
-        return Intent(Action.RESTART, f"Unhealthy for {lasted:.0f}s")
     return None
 
 
@@ -258,6 +267,7 @@ def decide(
 def record(ledger: Ledger, action: Action, now: float, result: str) -> Ledger:
     """The ledger after an action (or a dry run): the last hour kept."""
     records = (*ledger.in_window(now), Record(action, now, result))
+    # (The newest record is always kept: a cooldown may outlast the hour.)
     return Ledger(records=records, original_pool_size=ledger.original_pool_size)
 
 

@@ -98,7 +98,8 @@ class Remediator:
             "lastMessage": self.last_message or None,
             "actionsInWindow": len(window),
             "actionTimes": [
-                {"action": r.action.value, "time": _iso(r.time), "result": r.result} for r in window
+                {"action": r.action.value, "time": _iso(r.time), "result": r.result}
+                for r in self.ledger.kept(now)
             ],
             "nextAllowedTime": _iso(next_time) if next_time else None,
             "originalPoolSize": self.ledger.original_pool_size,

@@ -135,7 +135,7 @@ def test_camel_case_fields_and_unknown_fields() -> None:
                 "failureThreshold": 5,
                 "successThreshold": 2,
             },
-            "remediation": {"restart": True},
+            "somethingElse": {"restart": True},
         }
     )
     assert s.target.url == URL["url"] and s.target.transport == "sse"
