@@ -40,7 +40,7 @@ test: setup lint typecheck ## all tests, on real services (first run builds the 
 demo: setup ## the demo: control plane, PostgreSQL, both sample servers, mcp-health check
 	$(BIN)/python examples/demo.py $(DEMO_ARGS)
 
-bench: bench-health ## all benchmarks
+bench: bench-health bench-scale ## all benchmarks
 
 bench-health: setup ## health endpoint latency (guide SC-010: p95 < 50 ms)
 	$(BIN)/python bench/health_endpoint.py
@@ -74,3 +74,7 @@ hadolint: $(STAMP) ## lint the Dockerfile
 
 packaging: setup ## chart, rules, dashboard and image tests only
 	$(BIN)/pytest tests/packaging -q $(PYTEST_ARGS)
+
+.PHONY: bench-scale
+bench-scale: setup ## the operator at 100 / 1,000 / 3,000 monitors (issue 6; ~30 min)
+	$(BIN)/python bench/scale.py --monitors 100,1000,3000 --servers 2 --window 60 --runs 3 $(SCALE_ARGS)
