@@ -41,11 +41,15 @@ async def serve_metrics(config: Config, fleet: Fleet) -> web.AppRunner:
     return runner
 
 
-def settings() -> kopf.OperatorSettings:
+def settings(config: Config) -> kopf.OperatorSettings:
     s = kopf.OperatorSettings()
     # The operator posts its own, aggregated Events; kopf would post one per
     # handler run.
     s.posting.enabled = False
+    # With exact namespace names there is nothing to discover: skip listing
+    # namespaces (a namespaced install has no right to) and watching CRDs.
+    exact = config.namespaces and not any(set("*?[!") & set(n) for n in config.namespaces)
+    s.scanning.disabled = bool(exact)
     return s
 
 
@@ -64,7 +68,7 @@ async def run(
     try:
         await kopf.operator(
             registry=registry,
-            settings=settings(),
+            settings=settings(config),
             clusterwide=not config.namespaces,
             namespaces=list(config.namespaces),
             standalone=True,

@@ -109,7 +109,7 @@ def operator(kubectl: Kubectl, tmp_path: Path) -> Iterator[OperatorFactory]:
     """Start ``mcp-health run`` for the test's namespace with extra flags."""
     started: list[Operator] = []
 
-    def start(*flags: str) -> Operator:
+    def start(*flags: str, kubeconfig: Path | None = None) -> Operator:
         port = _procs.free_port()
         log = tmp_path / f"operator-{len(started)}.log"
         proc = subprocess.Popen(
@@ -126,7 +126,7 @@ def operator(kubectl: Kubectl, tmp_path: Path) -> Iterator[OperatorFactory]:
                 "127.0.0.1",
                 *flags,
             ],
-            env={**os.environ, "KUBECONFIG": str(kubectl.plane.kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(kubeconfig or kubectl.plane.kubeconfig)},
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,

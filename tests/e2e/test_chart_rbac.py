@@ -1,0 +1,156 @@
+"""Least privilege, proven: the operator runs as the chart's ServiceAccount.
+
+The chart's RBAC (namespaced mode) is rendered with the real helm and applied
+to the real API server (authorization RBAC); the operator then authenticates
+with a token of the chart's ServiceAccount and does its whole job: status,
+Events, Service lookups, a rollout restart and ConfigMap pool scaling. Verbs
+the chart does not grant are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from pathlib import Path
+
+from mcp_health_operator.testing import controlplane
+from mcp_health_operator.testing.helm import helm_binary
+from mcp_health_operator.testing.postgres import Postgres
+from tests.conftest import SampleFactory
+from tests.e2e.conftest import Kubectl, OperatorFactory, service, wait_for
+from tests.e2e.test_remediation import (
+    RESTART,
+    _saturate,
+    deployment,
+    event,
+    finish_rollout,
+    health,
+    remediated_monitor,
+    resolve,
+    restarted_at,
+)
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "mcp-health-operator"
+
+
+def install_rbac(kubectl: Kubectl, release: str) -> str:
+    """Apply the chart's ServiceAccount and RBAC for this namespace; return the SA name."""
+    rendered = subprocess.run(
+        [
+            str(helm_binary()),
+            "template",
+            release,
+            str(CHART),
+            "--namespace",
+            kubectl.namespace,
+            "--set",
+            "rbac.scope=namespaced",
+            "--set",
+            f"watchNamespaces={{{kubectl.namespace}}}",
+            "--show-only",
+            "templates/serviceaccount.yaml",
+            "--show-only",
+            "templates/rbac.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    kubectl("apply", "-f", "-", stdin=rendered)
+    return f"{release}-mcp-health-operator"
+
+
+def service_account_kubeconfig(kubectl: Kubectl, sa: str, path: Path) -> Path:
+    token = kubectl("create", "token", sa, "--duration=1h").stdout.strip()
+    path.write_text(
+        controlplane.kubeconfig_text(
+            server=kubectl.plane.server,
+            ca_file=kubectl.plane.ca_file,
+            user=sa,
+            token=token,
+            namespace=kubectl.namespace,
+        )
+    )
+    return path
+
+
+def as_operator(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(controlplane.kubectl_binary()), "--kubeconfig", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_operator_does_its_whole_job_with_the_charts_rbac_and_no_more(
+    kubectl: Kubectl,
+    operator: OperatorFactory,
+    sample_server: SampleFactory,
+    own_pg: Postgres,
+    tmp_path: Path,
+) -> None:
+    release = f"r{uuid.uuid4().hex[:6]}"
+    sa = install_rbac(kubectl, release)
+    config = service_account_kubeconfig(kubectl, sa, tmp_path / "sa.kubeconfig")
+
+    server = sample_server("codebase-mcp", dsn=own_pg.dsn, pool_size=10)
+    kubectl.apply(service("codebase-mcp"))
+    kubectl.apply(deployment("codebase-mcp"))
+    finish_rollout(kubectl, "codebase-mcp")
+    kubectl("create", "configmap", "codebase-pool", "--from-literal=pool-size=10")
+    op = operator(*resolve(kubectl, "codebase-mcp", server), kubeconfig=config)
+
+    # Status, Events and a rollout restart, as the ServiceAccount.
+    kubectl.apply(remediated_monitor("restarts", "codebase-mcp", RESTART))
+    scaling = (
+        "    poolScaling: {after: 2s, step: 5, max: 50, method: configMap, "
+        "configMap: {name: codebase-pool, key: pool-size}}\n"
+    )
+    kubectl.apply(remediated_monitor("scales", "codebase-mcp", scaling))
+    wait_for(lambda: health(kubectl, "restarts") == "Healthy", timeout=30, what="Healthy")
+    wait_for(lambda: health(kubectl, "scales") == "Healthy", timeout=30, what="Healthy")
+
+    asyncio.run(_saturate(server, 10))
+    wait_for(
+        lambda: kubectl.json("configmap", "codebase-pool")["data"]["pool-size"] == "15",
+        timeout=40,
+        what="ConfigMap scaled by the ServiceAccount",
+    )
+    asyncio.run(_release(server))
+    own_pg.stop()
+    wait_for(lambda: restarted_at(kubectl, "codebase-mcp"), timeout=40, what="restartedAt")
+    assert event(kubectl, "restarts", "RestartTriggered")
+    assert event(kubectl, "restarts", "HealthUnhealthy")
+
+    log = op.log.read_text()
+    assert "403" not in log and "forbidden" not in log.lower(), log[-3000:]
+
+    # And nothing more than the chart grants.
+    refused = {
+        "delete a Deployment": ("delete", "deployment", "codebase-mcp"),
+        "read Secrets of another namespace": ("get", "secrets", "-n", "default"),
+        "create Pods": ("run", "x", "--image=example.invalid/x", "--restart=Never"),
+        "edit a monitor's spec": (
+            "patch",
+            "mcphealth",
+            "restarts",
+            "--type=merge",
+            "-p",
+            '{"spec": {"probe": {"interval": "9s"}}}',
+        ),
+        "list Nodes": ("get", "nodes"),
+    }
+    for what, args in refused.items():
+        done = as_operator(config, *args)
+        assert done.returncode != 0, what
+        assert "forbidden" in done.stderr.lower(), (what, done.stderr)
+
+
+async def _release(server: object) -> None:
+    from mcp import Client
+
+    async with Client(server.url, cache=None) as client:  # type: ignore[attr-defined]
+        await client.call_tool("release_pool", {})
