@@ -35,6 +35,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "second and applied live when it changes",
     )
     parser.add_argument("--memory-limit-mb", type=float, default=2048.0)
+    parser.add_argument(
+        "--bearer-token-file",
+        default=os.environ.get("SAMPLE_BEARER_TOKEN_FILE"),
+        help="require 'Authorization: Bearer <contents of this file>' on every request",
+    )
+    parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--ssl-keyfile", help="the certificate's private key (PEM)")
     parser.add_argument("--environment", default="production")
     parser.add_argument("--region", default="us-west-2")
     return parser.parse_args(argv)
@@ -53,12 +60,17 @@ async def run(args: argparse.Namespace) -> None:
         server_name=profile.name,
     )
     mcp = server.build(profile, pool, health)
+    # Read once at start-up, before serving: blocking is harmless here.
+    token_file = Path(args.bearer_token_file) if args.bearer_token_file else None
+    token = token_file.read_text().strip() if token_file else None
     config = uvicorn.Config(
-        server.app(mcp, args.transport),
+        server.app(mcp, args.transport, bearer_token=token),
         host=args.host,
         port=args.port or profile.port,
         log_level="warning",
         lifespan="on",
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
     watcher = (
         asyncio.create_task(watch_pool_size(pool, Path(args.pool_size_file)))

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sample_mcp.health_service import HealthService
 from sample_mcp.pool import DatabasePool
@@ -80,10 +81,30 @@ def build(profile: Profile, pool: DatabasePool, health: HealthService) -> MCPSer
     return mcp
 
 
-def app(mcp: MCPServer[Any], transport: str) -> Starlette:
+def app(mcp: MCPServer[Any], transport: str, *, bearer_token: str | None = None) -> ASGIApp:
     # The sample is reached through a Service name as well as loopback, so
     # the Host allow-list of DNS-rebinding protection would get in the way.
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     if transport == "sse":
-        return mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security)
-    return mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security)
+        inner: ASGIApp = mcp.sse_app(
+            sse_path="/sse", message_path="/messages/", transport_security=security
+        )
+    else:
+        inner = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security)
+    return BearerAuth(inner, bearer_token) if bearer_token else inner
+
+
+class BearerAuth:
+    """Every HTTP request must carry ``Authorization: Bearer <token>``; else 401."""
+
+    def __init__(self, inner: ASGIApp, token: str) -> None:
+        self.inner = inner
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+                await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
+                return
+        await self.inner(scope, receive, send)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
+from urllib.parse import urlsplit
 
 import kopf
 from aiohttp import web
-from lightkube import AsyncClient
+from lightkube import AsyncClient, KubeConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mcp_health_operator import handlers, metrics
@@ -59,7 +61,14 @@ async def run(
     stop: asyncio.Event | threading.Event | None = None,
     ready: asyncio.Event | threading.Event | None = None,
 ) -> None:
-    client = AsyncClient(field_manager="mcp-health-operator")
+    kubeconfig = KubeConfig.from_env().get()
+    if kubeconfig is None:
+        raise RuntimeError("no Kubernetes configuration: set KUBECONFIG or run in a pod")
+    server = urlsplit(kubeconfig.cluster.server)
+    if server.hostname:
+        port = server.port or (443 if server.scheme == "https" else 80)
+        config = dataclasses.replace(config, api_server=(server.hostname, port))
+    client = AsyncClient(config=kubeconfig, field_manager="mcp-health-operator")
     kube = Kube(client)
     fleet = Fleet(kube=kube, config=config)
     registry = kopf.OperatorRegistry()

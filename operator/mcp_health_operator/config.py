@@ -32,6 +32,8 @@ class Config:
     # remediation when more than `breaker_share` of at least
     # `breaker_min_monitors` monitors are Unhealthy, or turned so within
     # `breaker_window_s`).
+    # The API server's host and port, never a probe target (set at start-up).
+    api_server: tuple[str, int] | None = None
     pause_remediation: bool = False
     breaker_share: float = 0.5
     breaker_min_monitors: int = 3

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-from mcp_health_operator import events, judge, probe, remediation, status
+from mcp_health_operator import events, judge, probe, remediation, status, targets
 from mcp_health_operator import spec as specs
 from mcp_health_operator.config import Config
 from mcp_health_operator.kube import Kube, NotFound, ObjectRef
@@ -297,6 +298,7 @@ class MonitorWorker:
             url = f"{t.scheme}://{authority}"
         if t.path:
             url = url.rstrip("/") + "/" + t.path.lstrip("/")
+        await self._guard(url, service=t.service is not None)
         headers, ca_data = await self._credentials(spec, ns)
         target = probe.Target(
             url=url,
@@ -307,6 +309,34 @@ class MonitorWorker:
             insecure_skip_verify=bool(t.tls and t.tls.insecure_skip_verify),
         )
         return target, _display(spec)
+
+    async def _guard(self, url: str, *, service: bool) -> None:
+        """Refuse metadata, link-local and API-server destinations, whatever the config says."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        resolved: list[str] = []
+        if not service:
+            # Service names resolve only inside the cluster; URL hosts must
+            # resolve here, and every address they resolve to is checked.
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+                resolved = sorted({str(info[4][0]) for info in infos})
+            except OSError:
+                resolved = []
+        api_ips: list[str] = []
+        if self.config.api_server is not None:
+            api_ips = await _addresses(self.config.api_server[0])
+        reason = targets.refusal(
+            host=host,
+            port=port,
+            resolved=resolved,
+            api_server=self.config.api_server,
+            api_server_ips=api_ips,
+            cluster_domain=self.config.cluster_domain,
+        )
+        if reason is not None:
+            raise Refused("TargetNotAllowed", f"{reason}; the operator never probes it")
 
     def _resolve(self, authority: str, *, short: str) -> str:
         port = authority.rsplit(":", 1)[1]
@@ -362,6 +392,14 @@ class MonitorWorker:
         await self._write(new_status, judge.Thresholds())
         if first:
             await self._event(events.EventSpec(events.WARNING, "TargetRefused", refusal.message))
+
+
+async def _addresses(host: str) -> list[str]:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        return []
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def _display(spec: specs.MonitorSpec | None) -> str:
