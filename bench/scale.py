@@ -9,7 +9,8 @@ monitor is Healthy, warms up, and then measures over a window:
 
 - operator CPU (``/proc/<pid>/stat`` utime + stime) per probe, probes
   counted from the operator's ``mcp_probe_total``; its share of one core;
-  its RSS (``VmRSS``, peak over the window);
+  its RSS (``VmRSS``, peak over the window); the share of reads that came on
+  a new TCP connection (the fleet servers see the client port change);
 - schedule: the fleet servers log when each target's health resource is
   read; lateness is how far each inter-read gap strays from the interval
   (``|gap - interval|``, p50 / p99 / max), an overlap is a gap shorter than
@@ -463,6 +464,17 @@ class Run:
         items = (await self.api.get(f"/api/v1/namespaces/{self.namespace}/events"))["items"]
         return len(items), sum(int(e.get("count") or 1) for e in items)
 
+    async def fleet_stats(self) -> tuple[int, int]:
+        """(reads, reads that came on a new connection) over all fleet servers so far."""
+        reads = connections = 0
+        for server in self.servers:
+            response = await self.http.get(f"{server.base_url}/control/stats")
+            response.raise_for_status()
+            body = response.json()
+            reads += int(body["reads"])
+            connections += int(body["connections"])
+        return reads, connections
+
     async def arrivals(self, since: float) -> dict[int, list[float]]:
         out: dict[int, list[float]] = {}
         for server in self.servers:
@@ -484,6 +496,7 @@ class Run:
         events0 = await self.events()
         api0 = api_requests(await self.api.metrics())
         probes0, failed0 = probe_counts(await self.operator_metrics())
+        reads0, connections0 = await self.fleet_stats()
         cpu0 = cpu_seconds(pid)
         servers_cpu0 = sum(cpu_seconds(p) for p in server_pids)
         busy0, total0 = machine_ticks()
@@ -497,6 +510,7 @@ class Run:
         busy1, total1 = machine_ticks()
         t1 = time.time()
         rss, hwm = memory_mb(pid)
+        reads1, connections1 = await self.fleet_stats()
         probes1, failed1 = probe_counts(await self.operator_metrics())
         api1 = api_requests(await self.api.metrics())
         events1 = await self.events()
@@ -509,6 +523,11 @@ class Run:
         figures["probes"] = probes
         figures["probes_per_s"] = probes / elapsed
         figures["failed_probes"] = failed1 - failed0
+        # A kept session should reuse its connection; a new one per read costs a TCP handshake.
+        reads_window = reads1 - reads0
+        figures["new_connection_share"] = (
+            (connections1 - connections0) / reads_window if reads_window else math.nan
+        )
         figures["cpu_s"] = cpu
         figures["cpu_ms_per_probe"] = cpu * 1000 / probes if probes else math.nan
         figures["cpu_share"] = cpu / elapsed
@@ -827,6 +846,7 @@ class Row:
 ROWS = [
     Row("probes/s (operator metrics)", "probes_per_s", "{:.1f}"),
     Row("failed probes in the window", "failed_probes", "{:.0f}"),
+    Row("reads on a new TCP connection", "new_connection_share", "{:.1%}"),
     Row("operator CPU per probe", "cpu_ms_per_probe", "{:.2f} ms", "≤ 1.0 ms", lambda v, s: v <= 1),
     Row("operator CPU, share of one core", "cpu_share", "{:.1%}", "≤ 30%", lambda v, s: v <= 0.3),
     Row("operator RSS (peak in window)", "rss_mb", "{:.0f} MB", "≤ 300 MB", lambda v, s: v <= 300),

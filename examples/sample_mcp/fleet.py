@@ -14,7 +14,9 @@ path, each with its own health state::
                                       times (``time.time()``) at which each target's health
                                       resource was read, T <= t (no since: all kept)
     POST /control/reset               every target healthy, arrival log cleared
-    GET  /control/stats               {"targets": N, "reads": total reads}
+    GET  /control/stats               {"targets": N, "reads": R, "connections": C}: reads so
+                                      far, and how many of them came on a connection other
+                                      than the target's previous read (a new client port)
 
 How: one ``MCPServer`` (one session manager) behind a Starlette route
 ``/t/{tid:int}/mcp``. The SDK hands the HTTP request that carried each
@@ -83,6 +85,7 @@ _DB_LATENCY_MS = {"healthy": 1.5, "degraded": 150.0}
 class TargetState:
     tid: int
     status: str = "healthy"
+    client: tuple[str, int] | None = None
     arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVALS_KEPT))
 
 
@@ -104,6 +107,7 @@ class Fleet:
         self.environment = environment
         self.region = region
         self.reads = 0
+        self.connections = 0
         self._rss_mb = 0.0
         self._rss_at = -1.0
         disk = shutil.disk_usage(os.getcwd())
@@ -131,7 +135,9 @@ class Fleet:
         for target in self.targets.values():
             target.status = "healthy"
             target.arrivals.clear()
+            target.client = None
         self.reads = 0
+        self.connections = 0
 
     def arrivals(self, since: float) -> dict[str, list[float]]:
         return {
@@ -139,9 +145,12 @@ class Fleet:
             for tid, target in self.targets.items()
         }
 
-    def record(self, target: TargetState) -> None:
+    def record(self, target: TargetState, client: tuple[str, int] | None = None) -> None:
         target.arrivals.append(time.time())
         self.reads += 1
+        if client is None or client != target.client:
+            self.connections += 1
+            target.client = client
 
     def document(self, target: TargetState) -> dict[str, Any]:
         """The guide's HealthCheckResponse for one target."""
@@ -218,7 +227,7 @@ class FleetMCPServer(MCPServer[Any]):
         target = self.fleet.get(tid) if isinstance(tid, int) else None
         if target is None:
             return await super().read_resource(uri, context)
-        self.fleet.record(target)
+        self.fleet.record(target, _client(request))
         body = json.dumps(self.fleet.document(target))
         return [ReadResourceContents(content=body, mime_type="application/json")]
 
@@ -240,7 +249,7 @@ def app(fleet: Fleet, *, json_response: bool = False) -> Starlette:
         target = target_of(request)
         if target is None:
             return JSONResponse({"error": "no such target"}, status_code=404)
-        fleet.record(target)
+        fleet.record(target, _client(request))
         return JSONResponse(fleet.document(target))
 
     async def flip_one(request: Request) -> Response:
@@ -272,7 +281,9 @@ def app(fleet: Fleet, *, json_response: bool = False) -> Starlette:
         return JSONResponse({"targets": len(fleet.targets)})
 
     async def stats(_: Request) -> Response:
-        return JSONResponse({"targets": len(fleet.targets), "reads": fleet.reads})
+        return JSONResponse(
+            {"targets": len(fleet.targets), "reads": fleet.reads, "connections": fleet.connections}
+        )
 
     starlette.router.routes.extend(
         [
@@ -286,6 +297,12 @@ def app(fleet: Fleet, *, json_response: bool = False) -> Starlette:
         ]
     )
     return starlette
+
+
+def _client(request: object) -> tuple[str, int] | None:
+    """The peer's (address, port): a new port means a new connection."""
+    client = request.client if isinstance(request, Request) else None
+    return (client.host, client.port) if client is not None else None
 
 
 class _TargetMCP:
