@@ -4,8 +4,12 @@ Starts the real API server (``testing.controlplane``) with the CRD, K fleet
 servers (``python -m sample_mcp.fleet``: many MCP health targets per
 process, each at ``/t/<i>/mcp``), creates N Services and N
 MCPHealthMonitors in a fresh namespace, runs ``mcp-health run`` as a
-subprocess with one ``--resolve`` entry per Service, waits until every
-monitor is Healthy, warms up, and then measures over a window:
+subprocess with one ``--resolve`` entry per Service (by default after all
+monitors exist: a cold start of the whole fleet; ``--ramp R`` starts the
+operator first and adds R monitors per second), waits until every monitor
+is Healthy (at most ``--settle`` + 0.1 s per monitor; an operator that
+cannot get there is measured as it is), warms up, and then measures over a
+window:
 
 - operator CPU (``/proc/<pid>/stat`` utime + stime) per probe, probes
   counted from the operator's ``mcp_probe_total``; its share of one core;
