@@ -7,11 +7,17 @@ check's ``status``) and on numbers that cannot be true (NaN, infinities,
 negative counts, utilization outside 0..1); lenient where the guide leaves
 room: unknown fields are kept, ``checks`` entries carry any extra figures,
 and the blocks a server without a database would not have are optional.
+
+Every string of a parsed document can be written as UTF-8: JSON lets a
+string escape a lone UTF-16 surrogate (``"\\ud800"``), which Python keeps
+and which would make every later write of it (a status, an Event, the
+CLI's output) raise; such surrogates become U+FFFD.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -84,6 +90,11 @@ class DocumentError(ValueError):
 
 DEFAULT_MAX_BYTES = 1 << 20
 
+# A JSON escape of a UTF-16 surrogate, or (in a str payload) a surrogate itself.
+_SURROGATE_HINT = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE_HINT_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def parse(payload: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> HealthCheckResponse:
     """Parse a health document; any problem raises ``DocumentError`` naming it."""
@@ -96,11 +107,38 @@ def parse(payload: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Health
         # json raises ValueError (and UnicodeDecodeError, a subclass) or
         # RecursionError for absurd nesting; all mean "not a JSON document".
         raise DocumentError(f"health document is not JSON: {_short(str(exc))}") from None
-    return from_object(raw)
+    # Only a payload that could hold a lone surrogate is walked for one.
+    if isinstance(payload, bytes):
+        suspect = _SURROGATE_HINT_BYTES.search(payload) is not None
+    else:
+        suspect = _SURROGATE_HINT.search(payload) is not None
+    return _validate(_without_surrogates(raw) if suspect else raw)
 
 
 def from_object(raw: object) -> HealthCheckResponse:
     """Validate an already-decoded JSON value as a health document."""
+    return _validate(_without_surrogates(raw))
+
+
+def _without_surrogates(raw: object) -> object:
+    """``raw`` with every lone surrogate in its strings and keys replaced by U+FFFD."""
+    try:
+        return _clean(raw)
+    except RecursionError:
+        raise DocumentError("health document is nested too deeply") from None
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _validate(raw: object) -> HealthCheckResponse:
     if not isinstance(raw, dict):
         raise DocumentError(f"health document must be a JSON object, got {type(raw).__name__}")
     try:

@@ -13,6 +13,17 @@ Transports:
   the 2026 protocol or falls back to the initialize handshake.
 - ``sse``: MCP over the legacy SSE transport (the guide's transport).
 - ``http``: a plain ``GET`` of the same JSON (the guide's ``curl .../health/status``).
+
+No response is read past a bound, whatever the transport: a plain ``GET``
+stops at ``max_bytes + 1``; under the SDK's transports every response body
+the probe's HTTP clients receive is wrapped so that reading ends once it
+passes ``2 * max_bytes + 64 KiB`` (room for the JSON-RPC envelope and JSON
+string escaping around a document of ``max_bytes``), counted per
+server-sent event on event streams (one SSE stream carries a whole
+session). Compressed bodies are refused (the probe asks for ``identity``):
+their decoded size could not be bounded by counting what arrives. Such a
+probe ends at once as ``InvalidDocument`` (or ``ProtocolError`` for an
+encoding) with a message naming the limit.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ import asyncio
 import functools
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -42,6 +53,12 @@ DEFAULT_RESOURCE = "health://status"
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_REHANDSHAKE_AFTER = 300.0
 _CLOSE_GRACE = 0.5
+# Room around a document of max_bytes on the wire: the JSON-RPC envelope, SSE
+# framing, and JSON string escaping (a quote in the document is two bytes).
+_WIRE_MARGIN = 64 * 1024
+# httpx2's own bound on one server-sent event, which the SDK's SSE transport
+# keeps (sse_client takes no max_event_size).
+_SSE_CLIENT_EVENT_LIMIT = 1024 * 1024
 
 
 class Transport(StrEnum):
@@ -156,6 +173,12 @@ class Prober:
         # error; a response hook keeps the status so the probe can say what
         # really happened.
         self._http_error: tuple[int, Mapping[str, str]] | None = None
+        # A response body refused mid-read (over its limit, or compressed):
+        # the SDK turns that into a generic error, or none at all, so the
+        # refusal is kept here and the probe waiting on it is cancelled.
+        self._refused: ProbeFailure | None = None
+        self._probe_scope: anyio.CancelScope | None = None
+        self._probe_task: asyncio.Task[Any] | None = None
 
     @property
     def url(self) -> str:
@@ -165,27 +188,44 @@ class Prober:
         started = time.perf_counter()
         budget = self.timeout if timeout is None else timeout
         self._http_error = None
+        self._refused = None
         try:
             with anyio.fail_after(budget):
+                document = await self._read_guarded()
+        except TimeoutError:
+            await self._discard()
+            if self._refused is not None:
+                return self._failed(started, self._refused)
+            return self._result(Outcome.TIMEOUT, started, message=f"no answer within {budget:g}s")
+        except Exception as exc:  # classified here; a probe never raises
+            await self._discard()
+            known = exc if isinstance(exc, ProbeFailure) else None
+            # A refused body first: once the probe gave up on a session, the
+            # SDK's requests on it may meet 404s that say nothing.
+            failure = known or self._refused or self._http_failure() or classify(exc)
+            return self._failed(started, failure)
+        return self._result(Outcome.OK, started, document=document)
+
+    async def _read_guarded(self) -> HealthCheckResponse:
+        """``_read`` in a scope that a refused response body cancels (see ``_refuse``)."""
+        with anyio.CancelScope() as scope:
+            self._probe_scope, self._probe_task = scope, asyncio.current_task()
+            try:
                 try:
-                    document = await self._read()
+                    return await self._read()
                 except Exception as exc:
-                    if not self._stale_session(exc):
+                    if self._refused is not None or not self._stale_session(exc):
                         raise
                     # A kept session can go stale (server restarted, idle
                     # connection dropped): that says nothing about the
                     # server, so retry once on a fresh session.
                     await self._discard()
                     self._http_error = None
-                    document = await self._read()
-        except TimeoutError:
-            await self._discard()
-            return self._result(Outcome.TIMEOUT, started, message=f"no answer within {budget:g}s")
-        except Exception as exc:  # classified here; a probe never raises
-            await self._discard()
-            known = exc if isinstance(exc, ProbeFailure) else None
-            return self._failed(started, known or self._http_failure() or classify(exc))
-        return self._result(Outcome.OK, started, document=document)
+                    return await self._read()
+            finally:
+                self._probe_scope = self._probe_task = None
+        # Only _refuse cancels this scope, and it has set _refused.
+        raise _Refused()
 
     def _failed(self, started: float, failure: ProbeFailure) -> ProbeResult:
         return self._result(
@@ -233,6 +273,48 @@ class Prober:
     async def _on_response(self, response: httpx2.Response) -> None:
         if response.status_code >= 400:
             self._http_error = (response.status_code, dict(response.headers))
+        # Every body is read through a bound, whoever reads it (the SDK
+        # buffers a JSON response whole, and an SSE stream lives as long as
+        # its session).
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        content_type = response.headers.get("content-type", "").partition(";")[0]
+        per_event = content_type.strip().lower() == "text/event-stream"
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        response.stream = _CappedBody(
+            response.stream,
+            limit=self._event_limit() if per_event else self._body_limit(),
+            document_limit=self.max_bytes,
+            per_event=per_event,
+            encoding=None if encoding in ("", "identity") else encoding,
+            refuse=functools.partial(self._refuse, response),
+        )
+
+    def _body_limit(self) -> int:
+        return 2 * self.max_bytes + _WIRE_MARGIN
+
+    def _event_limit(self) -> int:
+        if self.target.transport is Transport.SSE:
+            return min(self._body_limit(), _SSE_CLIENT_EVENT_LIMIT)
+        return self._body_limit()
+
+    def _refuse(self, response: httpx2.Response, outcome: Outcome, message: str) -> ProbeFailure:
+        """A response body was refused mid-read: keep why, and end the probe waiting on it.
+
+        Called from whichever task reads the body: the probe's own (plain
+        ``GET``), which the raised failure ends, or a session's transport
+        task, where the SDK would swallow it or report a lost connection;
+        the probe's scope is cancelled instead. A 401/403/429 stays what it
+        is, whatever its body.
+        """
+        failure = _status_failure(response.status_code, response.headers)
+        if failure is None:
+            failure = ProbeFailure(outcome, message)
+        if self._refused is None:
+            self._refused = failure
+        scope = self._probe_scope
+        if scope is not None and asyncio.current_task() is not self._probe_task:
+            scope.cancel()
+        return failure
 
     def _result(self, outcome: Outcome, started: float, **fields: Any) -> ProbeResult:
         latency = (time.perf_counter() - started) * 1000.0
@@ -287,7 +369,8 @@ class Prober:
         caps = client.server_capabilities
         if caps.resources is None:
             raise ProbeFailure(
-                Outcome.RESOURCE_NOT_FOUND, "server does not declare the resources capability"
+                Outcome.RESOURCE_NOT_FOUND,
+                "server does not serve resources (it declares no resources capability)",
             )
         try:
             result = await client.read_resource(self.target.resource_uri)
@@ -354,7 +437,13 @@ class Prober:
                 httpx_client_factory=self._sse_factory,
             )
         else:
-            transport = streamable_http_client(self.url, http_client=self._http_client())
+            transport = streamable_http_client(
+                self.url,
+                http_client=self._http_client(),
+                # The SDK's own per-event bound, the same as ours (which,
+                # counting raw bytes, always trips first and says why).
+                max_sse_event_size=self._event_limit(),
+            )
         # cache=None: a health probe must reach the server every time, whatever
         # TTL hints the server sends for resources/read.
         return Client(
@@ -371,7 +460,7 @@ class Prober:
         auth: httpx2.Auth | None = None,
     ) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(
-            headers=headers,
+            headers={**(headers or {}), **_IDENTITY},
             timeout=timeout,
             auth=auth,
             verify=self._verify(),
@@ -381,7 +470,7 @@ class Prober:
     def _http_client(self) -> httpx2.AsyncClient:
         if self._http is None:
             self._http = httpx2.AsyncClient(
-                headers=dict(self.target.headers),
+                headers={**self.target.headers, **_IDENTITY},
                 verify=self._verify(),
                 timeout=httpx2.Timeout(self.timeout, read=self.rehandshake_after + 60),
                 limits=httpx2.Limits(max_connections=4, max_keepalive_connections=2),
@@ -406,6 +495,86 @@ class Prober:
         if http is not None:
             with anyio.move_on_after(_CLOSE_GRACE, shield=True):
                 await http.aclose()
+
+
+# The probe decodes nothing it did not ask for: a compressed body's decoded
+# size cannot be bounded by counting the bytes that arrive.
+_IDENTITY = {"Accept-Encoding": "identity"}
+
+
+class _Refused(Exception):
+    """The probe's read was cancelled because a response body was refused."""
+
+
+class _CappedBody(httpx2.AsyncByteStream):
+    """A response body that stops being read once it passes ``limit`` bytes.
+
+    ``per_event``: count the bytes since the last blank line (the end of a
+    server-sent event) instead of the whole body. A refused body raises the
+    ``ProbeFailure`` that ``refuse`` returns, before the chunk over the limit
+    is handed on, so nothing past the limit is ever buffered; httpx2 then
+    closes the response and its connection.
+    """
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncByteStream,
+        *,
+        limit: int,
+        document_limit: int,
+        per_event: bool,
+        encoding: str | None,
+        refuse: Callable[[Outcome, str], ProbeFailure],
+    ) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._document_limit = document_limit
+        self._per_event = per_event
+        self._encoding = encoding
+        self._refuse = refuse
+
+    @property
+    def elapsed(self) -> Any:
+        return getattr(self._inner, "elapsed", None)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._encoding is not None:
+            raise self._refuse(
+                Outcome.PROTOCOL_ERROR,
+                f"response is {_short(self._encoding, 40)}-encoded though the probe asked for"
+                " identity; refused, as its decoded size cannot be bounded",
+            )
+        stream = self._inner.__aiter__()
+        seen = 0
+        last = b""
+        try:
+            async for chunk in stream:
+                if self._per_event:
+                    window = last + chunk
+                    end = max(window.rfind(sep) for sep in _EVENT_ENDS)
+                    seen = len(window) - end - 2 if end >= 0 else seen + len(chunk)
+                    last = window[-1:]
+                else:
+                    seen += len(chunk)
+                if seen > self._limit:
+                    what = "server-sent event" if self._per_event else "response body"
+                    raise self._refuse(
+                        Outcome.INVALID_DOCUMENT,
+                        f"{what} exceeds the {self._limit}-byte read limit (for a health"
+                        f" document of at most {self._document_limit} bytes); stopped reading",
+                    )
+                yield chunk
+        finally:
+            if isinstance(stream, AsyncGenerator):
+                await stream.aclose()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+# A blank line ends a server-sent event; lines end in \r\n, \n or \r, so any
+# two adjacent line ends are one of these (\r\n\r\n holds \n\r).
+_EVENT_ENDS = (b"\n\n", b"\r\r", b"\n\r")
 
 
 @functools.lru_cache(maxsize=64)
