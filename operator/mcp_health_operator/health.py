@@ -11,7 +11,9 @@ and the blocks a server without a database would not have are optional.
 Every string of a parsed document can be written as UTF-8: JSON lets a
 string escape a lone UTF-16 surrogate (``"\\ud800"``), which Python keeps
 and which would make every later write of it (a status, an Event, the
-CLI's output) raise; such surrogates become U+FFFD.
+CLI's output) raise; such surrogates become U+FFFD. Bytes are decoded
+strictly (UTF-8, or the UTF-16/32 that JSON detects): json.loads alone
+would let UTF-8-encoded surrogates through.
 """
 
 from __future__ import annotations
@@ -92,7 +94,6 @@ DEFAULT_MAX_BYTES = 1 << 20
 
 # A JSON escape of a UTF-16 surrogate, or (in a str payload) a surrogate itself.
 _SURROGATE_HINT = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
-_SURROGATE_HINT_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -101,17 +102,25 @@ def parse(payload: str | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Health
     size = len(payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload)
     if size > max_bytes:
         raise DocumentError(f"health document is {size} bytes, over the {max_bytes}-byte limit")
+    if isinstance(payload, bytes):
+        # As json.loads would decode bytes, but strictly: it lets UTF-8-encoded
+        # surrogates through (surrogatepass), which are not UTF-8.
+        encoding = json.detect_encoding(payload)
+        try:
+            payload = payload.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise DocumentError(
+                f"health document is not JSON: not valid {encoding.upper()}"
+                f" ({_short(exc.reason)} at byte {exc.start})"
+            ) from None
     try:
         raw = json.loads(payload)
     except (ValueError, RecursionError) as exc:
-        # json raises ValueError (and UnicodeDecodeError, a subclass) or
-        # RecursionError for absurd nesting; all mean "not a JSON document".
+        # json raises ValueError or RecursionError for absurd nesting; both
+        # mean "not a JSON document".
         raise DocumentError(f"health document is not JSON: {_short(str(exc))}") from None
     # Only a payload that could hold a lone surrogate is walked for one.
-    if isinstance(payload, bytes):
-        suspect = _SURROGATE_HINT_BYTES.search(payload) is not None
-    else:
-        suspect = _SURROGATE_HINT.search(payload) is not None
+    suspect = _SURROGATE_HINT.search(payload) is not None
     return _validate(_without_surrogates(raw) if suspect else raw)
 
 
@@ -121,21 +130,34 @@ def from_object(raw: object) -> HealthCheckResponse:
 
 
 def _without_surrogates(raw: object) -> object:
-    """``raw`` with every lone surrogate in its strings and keys replaced by U+FFFD."""
-    try:
-        return _clean(raw)
-    except RecursionError:
-        raise DocumentError("health document is nested too deeply") from None
+    """A copy of ``raw`` with every lone surrogate in its strings and keys made U+FFFD.
+
+    Iterative, so no nesting that JSON could decode makes it recurse too deep.
+    """
+    if not isinstance(raw, dict | list):
+        return _fix(raw)
+    top: dict[object, object] | list[object] = {} if isinstance(raw, dict) else []
+    pending: list[tuple[dict[object, object] | list[object], dict[object, object] | list[object]]]
+    pending = [(raw, top)]
+    while pending:
+        source, copy = pending.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, value in items:
+            if isinstance(value, dict | list):
+                inner: dict[object, object] | list[object] = {} if isinstance(value, dict) else []
+                pending.append((value, inner))
+                value = inner
+            else:
+                value = _fix(value)
+            if isinstance(copy, dict):
+                copy[_fix(key)] = value
+            else:
+                copy.append(value)
+    return top
 
 
-def _clean(value: object) -> object:
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
+def _fix(value: object) -> object:
+    return _SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
 
 
 def _validate(raw: object) -> HealthCheckResponse:
