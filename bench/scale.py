@@ -1098,6 +1098,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.json.write_text(json.dumps(dump, indent=2))
     finally:
         plane.stop()
+        # Keep the logs and profiles, not etcd's data.
+        shutil.rmtree(plane.workdir / "etcd", ignore_errors=True)
     if len(reports) > 1:
         print("\n\n".join(reports))
     return 0
