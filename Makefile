@@ -76,5 +76,5 @@ packaging: setup ## chart, rules, dashboard and image tests only
 	$(BIN)/pytest tests/packaging -q $(PYTEST_ARGS)
 
 .PHONY: bench-scale
-bench-scale: setup ## the operator at 100 / 1,000 / 3,000 monitors (issue 6; ~30 min)
+bench-scale: setup ## the operator at 100 / 1,000 / 3,000 monitors (~30 min)
 	$(BIN)/python bench/scale.py --monitors 100,1000,3000 --servers 2 --window 60 --runs 3 $(SCALE_ARGS)

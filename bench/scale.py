@@ -1,4 +1,4 @@
-"""Benchmark: the operator at scale (issue 6), on real parts.
+"""Benchmark: the operator at scale, on real parts.
 
 Starts the real API server (``testing.controlplane``) with the CRD, K fleet
 servers (``python -m sample_mcp.fleet``: many MCP health targets per

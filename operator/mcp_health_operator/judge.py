@@ -29,6 +29,8 @@ from enum import IntEnum, StrEnum
 
 from mcp_health_operator.health import HealthCheckResponse
 
+MESSAGE_LIMIT = 2048
+
 
 class Health(StrEnum):
     HEALTHY = "Healthy"
@@ -136,7 +138,10 @@ class Verdict:
 
     @property
     def message(self) -> str:
-        return "; ".join(f.message for f in self.findings)
+        # Bounded: it goes into conditions, status and Events, and a server
+        # may report thousands of failing checks.
+        text = "; ".join(f.message for f in self.findings)
+        return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 
     def history(self) -> History:
         return History(self.health, self.consecutive_failures, self.consecutive_successes)

@@ -583,6 +583,11 @@ def _ssl_context(ca_file: str | None, ca_data: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file, cadata=ca_data)
 
 
+def _retrieve(future: asyncio.Future[Client]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _SessionHolder:
     """Owns one entered ``Client`` in a task of its own.
 
@@ -594,6 +599,9 @@ class _SessionHolder:
     def __init__(self, client: Client) -> None:
         self._client = client
         self._ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+        # A session that fails before anyone awaits it must not log
+        # "exception was never retrieved": its probe already reported it.
+        self._ready.add_done_callback(_retrieve)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 

@@ -23,9 +23,7 @@ REFUSED = {
 }
 
 
-@pytest.mark.parametrize(
-    ("host", "port", "resolved", "why"), REFUSED.values(), ids=REFUSED.keys()
-)
+@pytest.mark.parametrize(("host", "port", "resolved", "why"), REFUSED.values(), ids=REFUSED.keys())
 def test_refused(host: str, port: int, resolved: list[str], why: str) -> None:
     reason = targets.refusal(host=host, port=port, resolved=resolved, api_server=API)
     assert reason is not None and why in reason
