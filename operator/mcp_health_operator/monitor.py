@@ -319,11 +319,7 @@ class MonitorWorker:
         if not service:
             # Service names resolve only inside the cluster; URL hosts must
             # resolve here, and every address they resolve to is checked.
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-                resolved = sorted({str(info[4][0]) for info in infos})
-            except OSError:
-                resolved = []
+            resolved = await _addresses(host)
         api_ips: list[str] = []
         if self.config.api_server is not None:
             api_ips = await _addresses(self.config.api_server[0])
@@ -356,24 +352,19 @@ class MonitorWorker:
             if auth is not None and auth.headers_secret_ref is not None:
                 headers.update(await self.kube.secret_data(ns, auth.headers_secret_ref.name))
             if auth is not None and auth.bearer_token_secret_ref is not None:
-                ref = auth.bearer_token_secret_ref
-                data = await self.kube.secret_data(ns, ref.name)
-                if ref.key not in data:
-                    raise Refused(
-                        "SecretKeyNotFound", f"Secret {ns}/{ref.name} has no key {ref.key}"
-                    )
-                headers["Authorization"] = f"Bearer {data[ref.key].strip()}"
+                token = await self._secret_key(ns, auth.bearer_token_secret_ref)
+                headers["Authorization"] = f"Bearer {token.strip()}"
             if tls is not None and tls.ca_secret_ref is not None:
-                ref = tls.ca_secret_ref
-                data = await self.kube.secret_data(ns, ref.name)
-                if ref.key not in data:
-                    raise Refused(
-                        "SecretKeyNotFound", f"Secret {ns}/{ref.name} has no key {ref.key}"
-                    )
-                ca_data = data[ref.key]
+                ca_data = await self._secret_key(ns, tls.ca_secret_ref)
         except NotFound as exc:
             raise Refused("SecretNotFound", str(exc)) from None
         return headers, ca_data
+
+    async def _secret_key(self, ns: str, ref: specs.SecretKeyRef) -> str:
+        data = await self.kube.secret_data(ns, ref.name)
+        if ref.key not in data:
+            raise Refused("SecretKeyNotFound", f"Secret {ns}/{ref.name} has no key {ref.key}")
+        return data[ref.key]
 
     async def _refuse(self, refusal: Refused, *, display: str) -> None:
         first = self._refusal is None
