@@ -22,6 +22,7 @@ from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service
 from lightkube.types import PatchType
 
+from mcp_health_operator.conditions import timestamp
 from mcp_health_operator.events import EventSpec, Post
 
 GROUP, VERSION, KIND, PLURAL = "mcphealth.dev", "v1alpha1", "MCPHealthMonitor", "mcphealthmonitors"
@@ -74,7 +75,7 @@ class Kube:
                 await self.client.patch(
                     Event,
                     post.name,
-                    {"count": post.count, "lastTimestamp": _ts(now), "message": post.message},
+                    {"count": post.count, "lastTimestamp": timestamp(now), "message": post.message},
                     namespace=ref.namespace,
                     patch_type=PatchType.MERGE,
                 )
@@ -108,27 +109,30 @@ class Kube:
             if exc.status.code != 409:
                 raise
 
-    async def service_port(self, namespace: str, name: str, port: int | str) -> int:
-        """The Service's port number for ``port`` (a number or a port name)."""
+    async def _get(self, resource: Any, namespace: str, name: str) -> Any:
+        """The object, or None when it does not exist (404)."""
         try:
-            svc = await self.client.get(Service, name, namespace=namespace)
+            return await self.client.get(resource, name, namespace=namespace)
         except ApiError as exc:
             if exc.status.code == 404:
-                raise NotFound(f"Service {namespace}/{name} not found") from None
+                return None
             raise
+
+    async def service_port(self, namespace: str, name: str, port: int | str) -> int:
+        """The Service's port number for ``port`` (a number or a port name)."""
+        svc = await self._get(Service, namespace, name)
+        if svc is None:
+            raise NotFound(f"Service {namespace}/{name} not found")
         ports = (svc.spec.ports if svc.spec else None) or []
         for p in ports:
             if p.port == port or (p.name is not None and p.name == port):
-                return p.port
+                return int(p.port)
         raise NotFound(f"Service {namespace}/{name} has no port {port}")
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
-        try:
-            secret = await self.client.get(Secret, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                raise NotFound(f"Secret {namespace}/{name} not found") from None
-            raise
+        secret = await self._get(Secret, namespace, name)
+        if secret is None:
+            raise NotFound(f"Secret {namespace}/{name} not found")
         out = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
         out.update(secret.stringData or {})
         return out
@@ -137,20 +141,17 @@ class Kube:
 
     async def workload(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
         """The Deployment or StatefulSet as a dict, or None if it does not exist."""
-        try:
-            obj = await self.client.get(_WORKLOADS[kind], name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise
-        return dict(obj.to_dict())
+        obj = await self._get(_WORKLOADS[kind], namespace, name)
+        return None if obj is None else dict(obj.to_dict())
 
     async def restart(self, namespace: str, kind: str, name: str, when: datetime) -> None:
         """What ``kubectl rollout restart`` does: stamp the pod template."""
         patch = {
             "spec": {
                 "template": {
-                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": _ts(when)}}
+                    "metadata": {
+                        "annotations": {"kubectl.kubernetes.io/restartedAt": timestamp(when)}
+                    }
                 }
             }
         }
@@ -169,12 +170,9 @@ class Kube:
         )
 
     async def config_value(self, namespace: str, name: str, key: str) -> str | None:
-        try:
-            cm = await self.client.get(ConfigMap, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                raise NotFound(f"ConfigMap {namespace}/{name} not found") from None
-            raise
+        cm = await self._get(ConfigMap, namespace, name)
+        if cm is None:
+            raise NotFound(f"ConfigMap {namespace}/{name} not found")
         return (cm.data or {}).get(key)
 
     async def set_config_value(self, namespace: str, name: str, key: str, value: str) -> None:
@@ -188,7 +186,3 @@ class Kube:
 
 
 _WORKLOADS: dict[str, Any] = {"Deployment": Deployment, "StatefulSet": StatefulSet}
-
-
-def _ts(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")

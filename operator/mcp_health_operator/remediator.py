@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mcp_health_operator import events, remediation
+from mcp_health_operator.conditions import timestamp
 from mcp_health_operator.config import PAUSE_ANNOTATION, Config
 from mcp_health_operator.judge import Health, Thresholds, Verdict
 from mcp_health_operator.kube import Kube, NotFound, ObjectRef
@@ -269,7 +270,7 @@ def ledger_from_status(raw: dict[str, Any]) -> remediation.Ledger:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(datetime.fromtimestamp(epoch, UTC))
 
 
 def _epoch(value: object) -> float | None:
