@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds within which monitors turning Unhealthy count together (default 60)",
     )
+    run.add_argument(
+        "--endpoints-refresh",
+        type=float,
+        default=10.0,
+        help="per-endpoint monitors: re-list a Service's EndpointSlices at most this often, "
+        "in seconds (default 10)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     return parser
 
@@ -200,6 +207,7 @@ def run_operator(args: argparse.Namespace) -> int:
         breaker_share=args.breaker_share,
         breaker_min_monitors=args.breaker_min_monitors,
         breaker_window_s=args.breaker_window,
+        endpoints_refresh_s=args.endpoints_refresh,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(app.run(settings))

@@ -38,6 +38,8 @@ class Config:
     breaker_share: float = 0.5
     breaker_min_monitors: int = 3
     breaker_window_s: float = 60.0
+    # Per-endpoint monitors re-list the Service's EndpointSlices at most this often.
+    endpoints_refresh_s: float = 10.0
 
     def url_allowed(self, url: str) -> bool:
         if not self.allow_url_targets:

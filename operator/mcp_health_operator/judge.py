@@ -68,6 +68,8 @@ class Reason(StrEnum):
     UNAUTHORIZED = "Unauthorized"
     RATE_LIMITED = "RateLimited"
     PROTOCOL_ERROR = "ProtocolError"
+    # From endpoint discovery (spec.target.perEndpoint).
+    NO_READY_ENDPOINTS = "NoReadyEndpoints"
 
 
 # Probe outcomes (probe.Outcome values) → reason, severity, and whether the

@@ -19,7 +19,8 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
-from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service
+from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
 from mcp_health_operator.conditions import timestamp
@@ -120,14 +121,28 @@ class Kube:
 
     async def service_port(self, namespace: str, name: str, port: int | str) -> int:
         """The Service's port number for ``port`` (a number or a port name)."""
+        return (await self.service_port_and_name(namespace, name, port))[0]
+
+    async def service_port_and_name(
+        self, namespace: str, name: str, port: int | str
+    ) -> tuple[int, str]:
+        """The Service's port number and port name ("" when unnamed) for ``port``."""
         svc = await self._get(Service, namespace, name)
         if svc is None:
             raise NotFound(f"Service {namespace}/{name} not found")
         ports = (svc.spec.ports if svc.spec else None) or []
         for p in ports:
             if p.port == port or (p.name is not None and p.name == port):
-                return int(p.port)
+                return int(p.port), p.name or ""
         raise NotFound(f"Service {namespace}/{name} has no port {port}")
+
+    async def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
+        """The Service's EndpointSlices as dicts (one list call, by the service-name label)."""
+        labels: dict[str, Any] = {"kubernetes.io/service-name": service}
+        return [
+            dict(s.to_dict())
+            async for s in self.client.list(EndpointSlice, namespace=namespace, labels=labels)
+        ]
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
         secret = await self._get(Secret, namespace, name)
@@ -168,6 +183,21 @@ class Kube:
         await self.client.patch(
             _WORKLOADS[kind], name, patch, namespace=namespace, patch_type=PatchType.STRATEGIC
         )
+
+    async def delete_pod(self, namespace: str, name: str, *, uid: str | None = None) -> None:
+        """Delete one pod, but only the pod the endpoint named (not a namesake made since)."""
+        pod = await self._get(Pod, namespace, name)
+        if pod is None:
+            raise NotFound(f"Pod {namespace}/{name} not found")
+        if uid is not None and pod.metadata is not None and pod.metadata.uid != uid:
+            raise NotFound(f"Pod {namespace}/{name} was replaced (uid {pod.metadata.uid})")
+        if pod.metadata is not None and pod.metadata.deletionTimestamp is not None:
+            return  # already on its way out
+        try:
+            await self.client.delete(Pod, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
 
     async def config_value(self, namespace: str, name: str, key: str) -> str | None:
         cm = await self._get(ConfigMap, namespace, name)

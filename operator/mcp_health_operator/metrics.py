@@ -25,6 +25,15 @@ Beside them:
 - ``mcp_probe_consecutive_failures``: consecutive failed probes.
 - ``mcp_remediation_actions_total{action,result}``: remediation actions.
 - ``mcp_monitors{health}``: monitors by effective health (no monitor labels).
+
+Per-endpoint monitors (``spec.target.perEndpoint``) add, with the extra
+labels ``endpoint`` (``address:port``) and ``pod``; an endpoint's series
+disappear when it leaves the Service:
+
+- ``mcp_endpoint_health_status``: each endpoint's verdict, 1 / 0.5 / 0 (absent while Unknown).
+- ``mcp_endpoint_probe_latency_ms``: each endpoint's last probe response time.
+- ``mcp_endpoint_probe_consecutive_failures``: each endpoint's consecutive failed probes.
+- ``mcp_endpoints{health}`` (monitor labels and ``health``): endpoints by health.
 - ``mcp_operator_info{version}``: 1, while the operator runs.
 """
 
@@ -52,6 +61,18 @@ _DB_LEVEL = {"connected": 1.0, "degraded": 0.5, "disconnected": 0.0}
 _HEALTH_LEVEL = {Health.HEALTHY: 1.0, Health.DEGRADED: 0.5, Health.UNHEALTHY: 0.0}
 
 
+ENDPOINT_LABELS = [*LABELS, "endpoint", "pod"]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointFigures:
+    endpoint: str
+    pod: str
+    health: Health
+    probe_latency_ms: float
+    consecutive_failures: int
+
+
 @dataclass(slots=True)
 class MonitorFigures:
     """A monitor's latest figures; updated per probe, read per scrape."""
@@ -76,6 +97,8 @@ class MonitorFigures:
     bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     duration_sum: float = 0.0
     remediations: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Per-endpoint monitors only; replaced after each probe round.
+    endpoints: tuple[EndpointFigures, ...] = ()
 
     @property
     def labels(self) -> list[str]:
@@ -152,6 +175,25 @@ class FleetCollector(Collector):
         durations = HistogramMetricFamily(
             "mcp_probe_duration_seconds", "Probe duration in seconds", labels=LABELS
         )
+        endpoint_gauges = {
+            name: GaugeMetricFamily(name, doc, labels=ENDPOINT_LABELS)
+            for name, doc in (
+                (
+                    "mcp_endpoint_health_status",
+                    "Endpoint health (1=healthy, 0.5=degraded, 0=unhealthy)",
+                ),
+                (
+                    "mcp_endpoint_probe_latency_ms",
+                    "Response time of the endpoint's last probe in ms",
+                ),
+                ("mcp_endpoint_probe_consecutive_failures", "Endpoint's consecutive failed probes"),
+            )
+        }
+        endpoint_counts = GaugeMetricFamily(
+            "mcp_endpoints",
+            "A per-endpoint monitor's endpoints by health",
+            labels=[*LABELS, "health"],
+        )
         by_health = {h: 0 for h in Health}
         for m in monitors:
             labels = m.labels
@@ -188,7 +230,25 @@ class FleetCollector(Collector):
                     cumulative += count
                     buckets.append((_le(bound), cumulative))
                 durations.add_metric(labels, buckets, m.duration_sum)
+            if m.endpoints:
+                counts = {h: 0 for h in Health}
+                for e in m.endpoints:
+                    counts[e.health] += 1
+                    ep_labels = [*labels, e.endpoint, e.pod]
+                    level = _HEALTH_LEVEL.get(e.health)
+                    if level is not None:
+                        endpoint_gauges["mcp_endpoint_health_status"].add_metric(ep_labels, level)
+                    endpoint_gauges["mcp_endpoint_probe_latency_ms"].add_metric(
+                        ep_labels, e.probe_latency_ms
+                    )
+                    endpoint_gauges["mcp_endpoint_probe_consecutive_failures"].add_metric(
+                        ep_labels, e.consecutive_failures
+                    )
+                for health, count in counts.items():
+                    endpoint_counts.add_metric([*labels, health.value], count)
         yield from gauges.values()
+        yield from endpoint_gauges.values()
+        yield endpoint_counts
         yield connections
         yield probes
         yield durations

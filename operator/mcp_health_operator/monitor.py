@@ -1,5 +1,10 @@
 """One monitor's probing loop: probe → judge → metrics → status (on budget) → Events.
 
+A per-endpoint monitor (``spec.target.perEndpoint``) probes each ready
+endpoint of its Service in one round (``fanout``), judges each, and takes
+the monitor's verdict by policy (``endpoints.combine``); the rest of the
+sequence is the same.
+
 The decisions are the pure modules' (``judge``, ``status``, ``events``); the
 I/O is ``probe`` and ``kube``. This module only sequences them on a clock.
 """
@@ -16,11 +21,20 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from mcp_health_operator import events, judge, probe, remediation, status, targets
+from mcp_health_operator import (
+    endpoints,
+    events,
+    fanout,
+    judge,
+    probe,
+    remediation,
+    status,
+    targets,
+)
 from mcp_health_operator import spec as specs
 from mcp_health_operator.config import Config
 from mcp_health_operator.kube import Kube, NotFound, ObjectRef
-from mcp_health_operator.metrics import MonitorFigures
+from mcp_health_operator.metrics import EndpointFigures, MonitorFigures
 from mcp_health_operator.remediator import Remediator
 
 log = logging.getLogger(__name__)
@@ -74,6 +88,7 @@ class MonitorWorker:
         self.figures = MonitorFigures(obj.ref.namespace, obj.ref.name, "")
         self.budget = status.WriteBudget(config.heartbeat_s)
         self._prober: probe.Prober | None = None
+        self._group: fanout.EndpointGroup | None = None
         self._spec: specs.MonitorSpec | None = None
         self._configured_generation: int | None = None
         self._refusal: Refused | None = None
@@ -129,6 +144,9 @@ class MonitorWorker:
         if self._prober is not None:
             prober, self._prober = self._prober, None
             await prober.aclose()
+        if self._group is not None:
+            group, self._group = self._group, None
+            await group.aclose()
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -143,7 +161,12 @@ class MonitorWorker:
     async def probe_once(self) -> None:
         if self.obj.generation != self._configured_generation:
             await self._configure()
-        if self._refusal is not None or self._prober is None or self._spec is None:
+        if self._refusal is not None or self._spec is None:
+            return
+        if self._group is not None:
+            await self._probe_endpoints(self._spec, self._group)
+            return
+        if self._prober is None:
             return
         spec = self._spec
         result = await self._prober.probe()
@@ -162,16 +185,78 @@ class MonitorWorker:
             failure_threshold=spec.probe.failure_threshold,
             success_threshold=spec.probe.success_threshold,
         )
-        self.figures.observe(obs, verdict)
-        pool = result.document.connection_pool if result.document else None
-        self.remediator.observe(verdict, pool.pool_utilization if pool else None, thresholds)
         if result.retry_after_s is not None:
             # 429: honour Retry-After rather than hammering the server.
             self._next_delay = max(self._interval(), result.retry_after_s)
+        await self._conclude(spec, obs, verdict, thresholds, result=result, prober=self._prober)
+
+    async def _probe_endpoints(self, spec: specs.MonitorSpec, group: fanout.EndpointGroup) -> None:
+        policy = spec.target.endpoint_policy
+        assert policy is not None
+        thresholds = spec.thresholds.to_thresholds()
+        round_ = await group.probe_round(
+            thresholds,
+            failure_threshold=spec.probe.failure_threshold,
+            success_threshold=spec.probe.success_threshold,
+        )
+        self.probes += 1
+        verdict, obs, shown = endpoints.combine(round_.results, policy, self.history)
+        self.figures.endpoints = tuple(
+            EndpointFigures(
+                r.endpoint.authority,
+                r.endpoint.pod or "",
+                r.verdict.health,
+                r.obs.latency_ms,
+                r.verdict.consecutive_failures,
+            )
+            for r in round_.results
+        )
+        extra = {
+            "endpoints": endpoints.status_entries(round_.results, round_.probed_at),
+            "endpointSummary": endpoints.summary(round_.results, policy),
+        }
+        endpoint_events = [
+            e
+            for r in round_.results
+            for e in endpoints.transitions(round_.previous[r.endpoint.key], r)
+        ]
+        await self._conclude(
+            spec,
+            obs,
+            verdict,
+            thresholds,
+            result=round_.results_by_key.get(shown.endpoint.key) if shown else None,
+            prober=group.prober(shown.endpoint if shown else None),
+            extra=extra,
+            more_events=endpoint_events,
+            pods=group.pods(self.obj.ref.namespace),
+        )
+        acted = self.remediator.acted
+        if acted is not None and acted.action is remediation.Action.DELETE_POD and acted.pod:
+            group.pod_deleted(acted.pod)
+        self.remediator.acted = None
+
+    async def _conclude(
+        self,
+        spec: specs.MonitorSpec,
+        obs: judge.Observation,
+        verdict: judge.Verdict,
+        thresholds: judge.Thresholds,
+        *,
+        result: probe.ProbeResult | None,
+        prober: probe.Prober | None,
+        extra: dict[str, Any] | None = None,
+        more_events: list[events.EventSpec] | None = None,
+        pods: tuple[remediation.PodSignal, ...] = (),
+    ) -> None:
+        """Metrics, status (on budget), Events and remediation for one verdict."""
+        self.figures.observe(obs, verdict)
+        pool = obs.document.connection_pool if obs.document else None
+        self.remediator.observe(verdict, pool.pool_utilization if pool else None, thresholds)
 
         transitions = events.transitions(self.history.health, self.reachable, verdict)
         identity = None
-        if result.server is not None:
+        if result is not None and result.server is not None:
             identity = status.Identity(
                 result.server.name,
                 result.server.version,
@@ -184,16 +269,18 @@ class MonitorWorker:
             thresholds=thresholds,
             identity=identity,
             target=self.figures.target,
-            endpoint=self._prober.url,
+            endpoint=prober.url if prober is not None else "",
             generation=self.obj.generation,
             previous_conditions=self._conditions,
             now=datetime.now(UTC),
         )
+        if extra:
+            new_status.update(extra)
         new_status.update(self.remediator.status_fields(spec.remediation))
         self.history = verdict.history()
         self.reachable = verdict.reachable
         await self._write(new_status, thresholds)
-        for spec_event in transitions:
+        for spec_event in [*transitions, *(more_events or [])]:
             await self._event(spec_event)
         if spec.remediation is not None:
             await self.remediator.step(
@@ -202,9 +289,10 @@ class MonitorWorker:
                 annotations=self.obj.annotations,
                 health=verdict.health,
                 pool_size=pool.total_connections if pool else None,
-                prober=self._prober,
+                prober=prober,
                 write=self._patch_now,
                 post=self._event,
+                pods=pods,
             )
 
     async def _patch_now(self, fields: dict[str, Any]) -> bool:
@@ -250,9 +338,15 @@ class MonitorWorker:
         self._configured_generation = obj.generation
         await self.close()
         self._refusal = None
+        self.figures.endpoints = ()
+        target: probe.Target | None = None
         try:
             self._spec = specs.parse(obj.spec)
-            target, display = await self._target(self._spec)
+            if self._spec.target.endpoint_policy is not None:
+                self._group = await self._endpoint_group(self._spec)
+                display = _display(self._spec)
+            else:
+                target, display = await self._target(self._spec)
         except specs.SpecError as exc:
             await self._refuse(Refused("InvalidSpec", str(exc)), display=self.figures.target)
             return
@@ -260,12 +354,13 @@ class MonitorWorker:
             await self._refuse(refusal, display=_display(self._spec))
             return
         self.figures.target = display
-        self._prober = probe.Prober(
-            target,
-            timeout=self._spec.probe.timeout_s,
-            max_bytes=self.config.max_document_bytes,
-            rehandshake_after=self.config.rehandshake_s,
-        )
+        if target is not None:
+            self._prober = probe.Prober(
+                target,
+                timeout=self._spec.probe.timeout_s,
+                max_bytes=self.config.max_document_bytes,
+                rehandshake_after=self.config.rehandshake_s,
+            )
         self.budget.forget()  # a new generation must reach the status at once
 
     async def _target(self, spec: specs.MonitorSpec) -> tuple[probe.Target, str]:
@@ -282,13 +377,7 @@ class MonitorWorker:
             url = t.url
         else:
             assert t.service is not None
-            svc_ns = t.service.namespace or ns
-            if svc_ns != ns and not self.config.allow_cross_namespace:
-                raise Refused(
-                    "TargetNotAllowed",
-                    f"spec.target.service.namespace {svc_ns!r} differs from the monitor's "
-                    f"namespace {ns!r}; the operator allows only its own namespace",
-                )
+            svc_ns = self._service_namespace(t.service)
             try:
                 port = await self.kube.service_port(svc_ns, t.service.name, t.service.port)
             except NotFound as exc:
@@ -309,6 +398,50 @@ class MonitorWorker:
             insecure_skip_verify=bool(t.tls and t.tls.insecure_skip_verify),
         )
         return target, _display(spec)
+
+    def _service_namespace(self, service: specs.ServiceRef) -> str:
+        ns = self.obj.ref.namespace
+        svc_ns = service.namespace or ns
+        if svc_ns != ns and not self.config.allow_cross_namespace:
+            raise Refused(
+                "TargetNotAllowed",
+                f"spec.target.service.namespace {svc_ns!r} differs from the monitor's "
+                f"namespace {ns!r}; the operator allows only its own namespace",
+            )
+        return svc_ns
+
+    async def _endpoint_group(self, spec: specs.MonitorSpec) -> fanout.EndpointGroup:
+        """Probing each ready endpoint of the Service (each address is checked as it is found)."""
+        t = spec.target
+        assert t.service is not None
+        svc_ns = self._service_namespace(t.service)
+        try:
+            _, port_name = await self.kube.service_port_and_name(
+                svc_ns, t.service.name, t.service.port
+            )
+        except NotFound as exc:
+            raise Refused("ServiceNotFound", str(exc)) from None
+        headers, ca_data = await self._credentials(spec, self.obj.ref.namespace)
+        template = probe.Target(
+            url="",
+            transport=probe.Transport(t.transport),
+            resource_uri=t.resource_uri,
+            headers=headers,
+            ca_data=ca_data,
+            insecure_skip_verify=bool(t.tls and t.tls.insecure_skip_verify),
+        )
+        return fanout.EndpointGroup(
+            kube=self.kube,
+            config=self.config,
+            namespace=svc_ns,
+            service=t.service.name,
+            port_name=port_name,
+            template=template,
+            path=t.path,
+            scheme=t.scheme,
+            timeout=spec.probe.timeout_s,
+            previous=self.obj.status.get("endpoints") or [],
+        )
 
     async def _guard(self, url: str, *, service: bool) -> None:
         """Refuse metadata, link-local and API-server destinations, whatever the config says."""

@@ -9,6 +9,11 @@ Two steps, so the caller reads a workload only when an action is due:
 1. ``due``: is an action due by the monitor's own signals?
    * pool scaling, when pool utilization has been at or above the unhealthy
      band for ``poolScaling.after`` (and the pool is below ``max``);
+   * pod deletion (per-endpoint monitors), when an endpoint has been
+     Unhealthy for ``podDeletion.after``: its pod alone is deleted, the one
+     Unhealthy longest first, one pod per action. It comes before a restart
+     (the narrower fix), unless every endpoint is Unhealthy and a restart
+     is enabled: then the fault is not one replica's;
    * restart, when the monitor has been Unhealthy for ``restart.after``;
    * scale back down, when enabled and utilization has stayed below the
      degraded band for ``scaleDown.after`` and the pool is above its original size.
@@ -34,6 +39,7 @@ HOUR = 3600.0
 
 class Action(StrEnum):
     RESTART = "restart"
+    DELETE_POD = "delete-pod"
     SCALE_UP = "scale-pool"
     SCALE_DOWN = "scale-pool-down"
 
@@ -56,6 +62,12 @@ class RestartPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class PodDeletionPolicy:
+    enabled: bool = False
+    after_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class ScalingPolicy:
     enabled: bool = False
     after_s: float = 30.0
@@ -68,10 +80,20 @@ class ScalingPolicy:
 @dataclass(frozen=True, slots=True)
 class Policy:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
+    pod_deletion: PodDeletionPolicy = field(default_factory=PodDeletionPolicy)
     scaling: ScalingPolicy = field(default_factory=ScalingPolicy)
     cooldown_s: float = 600.0
     max_per_hour: int = 3
     dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PodSignal:
+    """One endpoint's pod, Unhealthy since ``unhealthy_since`` (None: it is not)."""
+
+    name: str
+    uid: str | None
+    unhealthy_since: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +106,8 @@ class Signals:
     # Utilization at/above the unhealthy band since, and below degraded since.
     exhausted_since: float | None = None
     calm_since: float | None = None
+    # Per-endpoint monitors: every endpoint's pod (in the monitor's namespace).
+    pods: tuple[PodSignal, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +172,8 @@ class Intent:
     message: str
     pool_size: int | None = None  # the size to set, for scaling
     at_maximum: bool = False  # scaling is due, but the pool is already at its maximum
+    pod: str | None = None  # the pod to delete
+    pod_uid: str | None = None  # ... only if it is still this pod (not a namesake)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +207,9 @@ def due(policy: Policy, signals: Signals, ledger: Ledger, now: float) -> Intent 
                     f"pool exhausted for {lasted:.0f}s: size {size} -> {new}",
                     new,
                 )
+    pod = _pod_due(policy, signals, now)
+    if pod is not None:
+        return pod
     # An Unhealthy server due a restart is restarted: stepping its pool down
     # would spend the cooldown and budget on the wrong fix.
     if policy.restart.enabled and _restart_due(policy, signals, now):
@@ -204,6 +233,32 @@ def due(policy: Policy, signals: Signals, ledger: Ledger, now: float) -> Intent 
             new,
         )
     return None
+
+
+def _pod_due(policy: Policy, signals: Signals, now: float) -> Intent | None:
+    if not policy.pod_deletion.enabled or not signals.pods:
+        return None
+    bad = [p for p in signals.pods if p.unhealthy_since is not None]
+    # Every replica failing points at something they share (a database, a
+    # bad release): a restart of the workload, if enabled, is the fix.
+    if len(bad) == len(signals.pods) and policy.restart.enabled:
+        return None
+    due = [
+        p
+        for p in bad
+        if p.unhealthy_since is not None and now - p.unhealthy_since >= policy.pod_deletion.after_s
+    ]
+    if not due:
+        return None
+    pod = min(due, key=lambda p: (p.unhealthy_since or now, p.name))
+    lasted = now - (pod.unhealthy_since or now)
+    return Intent(
+        Action.DELETE_POD,
+        f"endpoint of pod {pod.name} Unhealthy for {lasted:.0f}s "
+        f"({len(bad)} of {len(signals.pods)} endpoints Unhealthy)",
+        pod=pod.name,
+        pod_uid=pod.uid,
+    )
 
 
 def _restart_due(policy: Policy, signals: Signals, now: float) -> bool:

@@ -31,11 +31,13 @@ PostEvent = Callable[[events.EventSpec], Awaitable[None]]
 
 _DONE_REASON = {
     Action.RESTART: "RestartTriggered",
+    Action.DELETE_POD: "PodDeleted",
     Action.SCALE_UP: "PoolScaled",
     Action.SCALE_DOWN: "PoolScaled",
 }
 _HELD_REASON = {
     Action.RESTART: "RestartSuppressed",
+    Action.DELETE_POD: "PodDeletionSuppressed",
     Action.SCALE_UP: "PoolScaleSuppressed",
     Action.SCALE_DOWN: "PoolScaleSuppressed",
 }
@@ -62,6 +64,8 @@ class Remediator:
         self.exhausted_since: float | None = None
         self.calm_since: float | None = None
         self.suppressed: tuple[Action, Hold] | None = None
+        # The last action carried out (for the caller: a deleted pod's endpoint starts over).
+        self.acted: remediation.Intent | None = None
         self.last_message = str((status.get("remediation") or {}).get("lastMessage") or "")
 
     def observe(self, verdict: Verdict, pool_utilization: float | None, t: Thresholds) -> None:
@@ -115,9 +119,10 @@ class Remediator:
         annotations: dict[str, str],
         health: Health,
         pool_size: int | None,
-        prober: Prober,
+        prober: Prober | None,
         write: WriteStatus,
         post: PostEvent,
+        pods: tuple[remediation.PodSignal, ...] = (),
     ) -> None:
         policy = spec.to_policy()
         now = self.clock()
@@ -129,6 +134,7 @@ class Remediator:
             pool_size=pool_size,
             exhausted_since=self.exhausted_since,
             calm_since=self.calm_since,
+            pods=pods,
         )
         intent = remediation.due(policy, signals, self.ledger, now)
         if intent is None:
@@ -188,6 +194,7 @@ class Remediator:
             )
             return
         self._amend("success", f"{intent.message}{detail}")
+        self.acted = intent
         await write(self.status_fields(spec))
         self.figures.count_remediation(action.value, "success")
         await post(events.EventSpec(events.NORMAL, _DONE_REASON[action], self.last_message))
@@ -208,15 +215,27 @@ class Remediator:
     ) -> remediation.Workload | None:
         scaling = spec.pool_scaling
         needs = intent.action is Action.RESTART or (scaling is not None and scaling.method == "env")
+        if intent.action is Action.DELETE_POD and spec.workload is not None:
+            # Not needed to delete a pod, but when named, its rails hold
+            # (no deletion while it is paused or rolling out).
+            needs = True
         if not needs or spec.workload is None:
             return remediation.Workload(found=False) if needs else None
         obj = await self.kube.workload(ref.namespace, spec.workload.kind, spec.workload.name)
         return remediation.workload_state(spec.workload.kind, obj)
 
     async def _act(
-        self, spec: RemediationSpec, ref: ObjectRef, intent: remediation.Intent, prober: Prober
+        self,
+        spec: RemediationSpec,
+        ref: ObjectRef,
+        intent: remediation.Intent,
+        prober: Prober | None,
     ) -> str:
         ns = ref.namespace
+        if intent.action is Action.DELETE_POD:
+            assert intent.pod is not None
+            await self.kube.delete_pod(ns, intent.pod, uid=intent.pod_uid)
+            return f"; deleted pod {intent.pod}"
         if intent.action is Action.RESTART:
             assert spec.workload is not None
             await self.kube.restart(ns, spec.workload.kind, spec.workload.name, datetime.now(UTC))
@@ -237,6 +256,8 @@ class Remediator:
             await self.kube.config_value(ns, cm.name, cm.key)  # NotFound names it
             await self.kube.set_config_value(ns, cm.name, cm.key, size)
             return f"; ConfigMap {cm.name} {cm.key}={size}"
+        if prober is None:
+            raise NotFound("no endpoint to call the pool-scaling tool on")
         answer = await prober.call_tool(
             scaling.tool.name, {scaling.tool.argument: intent.pool_size}, timeout=10.0
         )

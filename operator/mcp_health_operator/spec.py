@@ -13,8 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mcp_health_operator.endpoints import Policy as EndpointPolicy
 from mcp_health_operator.judge import Thresholds
-from mcp_health_operator.remediation import Policy, RestartPolicy, ScalingPolicy
+from mcp_health_operator.remediation import (
+    PodDeletionPolicy,
+    Policy,
+    RestartPolicy,
+    ScalingPolicy,
+)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -62,6 +68,17 @@ class TLS(_Spec):
     insecure_skip_verify: bool = Field(False, alias="insecureSkipVerify")
 
 
+class PerEndpointSpec(_Spec):
+    """Probe each ready endpoint of the Service, and judge the monitor by ``policy``."""
+
+    enabled: bool = True
+    policy: Literal["any", "majority", "all"] = "all"
+
+    @property
+    def endpoint_policy(self) -> EndpointPolicy:
+        return EndpointPolicy(self.policy)
+
+
 class TargetSpec(_Spec):
     service: ServiceRef | None = None
     url: str | None = None
@@ -71,12 +88,23 @@ class TargetSpec(_Spec):
     resource_uri: str = Field("health://status", alias="resourceUri")
     auth: Auth | None = None
     tls: TLS | None = None
+    per_endpoint: PerEndpointSpec | None = Field(None, alias="perEndpoint")
 
     @model_validator(mode="after")
     def _one_target(self) -> TargetSpec:
         if (self.service is None) == (self.url is None):
             raise ValueError("exactly one of target.service and target.url must be set")
+        if self.per_endpoint is not None and self.url is not None:
+            raise ValueError(
+                "spec.target.perEndpoint needs spec.target.service (a URL has no endpoints)"
+            )
         return self
+
+    @property
+    def endpoint_policy(self) -> EndpointPolicy | None:
+        """The policy when each endpoint is probed, else None."""
+        pe = self.per_endpoint
+        return pe.endpoint_policy if pe is not None and pe.enabled else None
 
 
 class ProbeSpec(_Spec):
@@ -143,6 +171,13 @@ class RestartSpec(_Spec):
     _after = field_validator("after")(lambda cls, v: _checked_duration(v))
 
 
+class PodDeletionSpec(_Spec):
+    enabled: bool = True
+    after: str = "30s"
+
+    _after = field_validator("after")(lambda cls, v: _checked_duration(v))
+
+
 class ConfigMapKeyRef(_Spec):
     name: str
     key: str
@@ -188,6 +223,7 @@ class RemediationSpec(_Spec):
     max_per_hour: int = Field(3, ge=1, alias="maxPerHour")
     workload: WorkloadRef | None = None
     restart: RestartSpec | None = None
+    pod_deletion: PodDeletionSpec | None = Field(None, alias="podDeletion")
     pool_scaling: PoolScalingSpec | None = Field(None, alias="poolScaling")
 
     _cooldown = field_validator("cooldown")(lambda cls, v: _checked_duration(v))
@@ -206,10 +242,15 @@ class RemediationSpec(_Spec):
     def to_policy(self) -> Policy:
         restart = self.restart
         scaling = self.pool_scaling
+        pods = self.pod_deletion
         return Policy(
             restart=RestartPolicy(
                 enabled=restart is not None and restart.enabled,
                 after_s=parse_duration(restart.after) if restart else 30.0,
+            ),
+            pod_deletion=PodDeletionPolicy(
+                enabled=pods is not None and pods.enabled,
+                after_s=parse_duration(pods.after) if pods else 30.0,
             ),
             scaling=ScalingPolicy(
                 enabled=scaling is not None and scaling.enabled,
@@ -250,6 +291,12 @@ def parse(raw: dict[str, Any]) -> MonitorSpec:
         spec = MonitorSpec.model_validate(raw)
         if spec.probe.timeout_s >= spec.probe.interval_s:
             raise SpecError("spec.probe.timeout must be shorter than spec.probe.interval")
+        pods = spec.remediation.pod_deletion if spec.remediation else None
+        if pods is not None and pods.enabled and spec.target.endpoint_policy is None:
+            raise SpecError(
+                "spec.remediation.podDeletion needs spec.target.perEndpoint "
+                "(the pods are found through the Service's endpoints)"
+            )
         return spec
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]

@@ -3,8 +3,10 @@
 Purely computational: builds the ``status`` object from a verdict and the
 observation behind it, and keeps the write budget. Status is written when the
 verdict, reasons, database status, pool band, reachability, server identity
-or observed generation change, and otherwise at most once per heartbeat; the
-live numbers between writes go to metrics.
+or observed generation change, and for per-endpoint monitors when an
+endpoint's health or reason changes or endpoints come and go (an endpoint's
+latency alone is not worth a write), and otherwise at most once per
+heartbeat; the live numbers between writes go to metrics.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def build(
         "memoryUtilization": None,
         "pool": None,
         "checks": None,
+        # Set by per-endpoint monitors only; cleared otherwise.
+        "endpoints": None,
+        "endpointSummary": None,
     }
     if doc is not None:
         status["reportedStatus"] = doc.status
@@ -160,6 +165,11 @@ def significant(status: dict[str, Any], thresholds: Thresholds) -> tuple[Any, ..
         ),
         tuple(sorted((k, v.get("status")) for k, v in (status.get("checks") or {}).items())),
         repr(status.get("remediation")),
+        tuple(
+            (e.get("address"), e.get("port"), e.get("pod"), e.get("health"), e.get("reason"))
+            for e in status.get("endpoints") or ()
+        ),
+        repr(status.get("endpointSummary")),
     )
 
 

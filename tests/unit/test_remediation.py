@@ -25,6 +25,8 @@ from mcp_health_operator.remediation import (
     Hold,
     Intent,
     Ledger,
+    PodDeletionPolicy,
+    PodSignal,
     Policy,
     Record,
     RestartPolicy,
@@ -41,6 +43,7 @@ from mcp_health_operator.remediator import Remediator, _epoch, _iso, ledger_from
 
 H, D, U = Health.HEALTHY, Health.DEGRADED, Health.UNHEALTHY
 RESTART, SCALE_UP, SCALE_DOWN = Action.RESTART, Action.SCALE_UP, Action.SCALE_DOWN
+DELETE_POD = Action.DELETE_POD
 
 # The fake clock's origin: 2023-11-14T22:13:20Z, a whole second.
 T0 = 1_700_000_000.0
@@ -1482,3 +1485,151 @@ WORKLOADS: dict[str, tuple[str, dict[str, object] | None, Workload]] = {
 @pytest.mark.parametrize(("kind", "obj", "expected"), WORKLOADS.values(), ids=WORKLOADS.keys())
 def test_workload_state(kind: str, obj: dict[str, object] | None, expected: Workload) -> None:
     assert workload_state(kind, obj) == expected
+
+
+# -- pod deletion (per-endpoint monitors) -----------------------------------------------------
+
+PODS_ONLY = Policy(pod_deletion=PodDeletionPolicy(enabled=True, after_s=30.0))
+PODS_AND_RESTART = replace(PODS_ONLY, restart=RestartPolicy(enabled=True, after_s=30.0))
+
+
+def pods(*since: float | None) -> tuple[PodSignal, ...]:
+    """Pods a, b, c, ... Unhealthy since T0 + each offset (None: not Unhealthy)."""
+    return tuple(
+        PodSignal(chr(ord("a") + i), f"uid-{i}", None if s is None else T0 + s)
+        for i, s in enumerate(since)
+    )
+
+
+# id -> (policy, signals, now - T0, expected (action, pod) or None)
+POD_DUE: dict[str, tuple[Policy, Signals, float, tuple[Action, str | None] | None]] = {
+    "one bad pod past after: delete it": (
+        PODS_ONLY,
+        Signals(H, pods=pods(None, 0.0, None)),
+        30.0,
+        (DELETE_POD, "b"),
+    ),
+    "one bad pod not yet past after": (PODS_ONLY, Signals(H, pods=pods(None, 0.0)), 29.0, None),
+    "all healthy": (PODS_ONLY, Signals(H, pods=pods(None, None)), 600.0, None),
+    "two bad: the one Unhealthy longest first": (
+        PODS_ONLY,
+        Signals(U, unhealthy_since=T0, pods=pods(10.0, 0.0, None)),
+        60.0,
+        (DELETE_POD, "b"),
+    ),
+    "pod deletion off": (Policy(), Signals(H, pods=pods(0.0, None)), 60.0, None),
+    "the monitor Unhealthy too (policy all): still only the pod": (
+        PODS_AND_RESTART,
+        Signals(U, unhealthy_since=T0, pods=pods(0.0, None, None)),
+        60.0,
+        (DELETE_POD, "a"),
+    ),
+    "every endpoint Unhealthy, restart enabled: the workload is restarted": (
+        PODS_AND_RESTART,
+        Signals(U, unhealthy_since=T0, pods=pods(0.0, 0.0)),
+        60.0,
+        (RESTART, None),
+    ),
+    "every endpoint Unhealthy, no restart: pods one at a time": (
+        PODS_ONLY,
+        Signals(U, unhealthy_since=T0, pods=pods(0.0, 5.0)),
+        60.0,
+        (DELETE_POD, "a"),
+    ),
+    "a pool exhausted comes first (the narrower fix)": (
+        replace(PODS_ONLY, scaling=ScalingPolicy(enabled=True)),
+        Signals(U, pool_size=10, exhausted_since=T0, pods=pods(0.0, None)),
+        60.0,
+        (SCALE_UP, None),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("policy", "signals", "elapsed", "expected"), POD_DUE.values(), ids=POD_DUE.keys()
+)
+def test_pod_deletion_due(
+    policy: Policy, signals: Signals, elapsed: float, expected: tuple[Action, str | None] | None
+) -> None:
+    intent = due(policy, signals, Ledger(), T0 + elapsed)
+    assert (None if intent is None else (intent.action, intent.pod)) == expected
+
+
+def test_pod_deletion_intent_names_the_pod_and_its_uid() -> None:
+    intent = due(PODS_ONLY, Signals(H, pods=pods(None, 0.0, None)), Ledger(), T0 + 42.0)
+    assert intent is not None
+    assert (intent.pod, intent.pod_uid) == ("b", "uid-1")
+    assert intent.message == "endpoint of pod b Unhealthy for 42s (1 of 3 endpoints Unhealthy)"
+
+
+POD_INTENT = Intent(DELETE_POD, "endpoint of pod b Unhealthy for 42s", pod="b", pod_uid="uid-1")
+
+# id -> (situation, expected hold, act, dry_run)
+POD_DECISIONS: dict[str, tuple[Situation, Hold | None, bool, bool]] = {
+    "clear, no workload named: act": (
+        Situation(intent=POD_INTENT, policy=PODS_ONLY, workload=None),
+        None,
+        True,
+        False,
+    ),
+    "paused": (
+        Situation(intent=POD_INTENT, policy=PODS_ONLY, workload=None, paused=True),
+        Hold.PAUSED,
+        False,
+        False,
+    ),
+    "mass failure": (
+        Situation(intent=POD_INTENT, policy=PODS_ONLY, workload=None, fleet=SICK_FLEET),
+        Hold.MASS_FAILURE,
+        False,
+        False,
+    ),
+    "cooldown after a restart": (
+        Situation(intent=POD_INTENT, policy=PODS_ONLY, workload=None, ledger=ledger(-60.0)),
+        Hold.COOLDOWN,
+        False,
+        False,
+    ),
+    "budget": (
+        Situation(intent=POD_INTENT, policy=PODS_ONLY, workload=None, ledger=BUSY),
+        Hold.BUDGET,
+        False,
+        False,
+    ),
+    "a named workload rolling out": (
+        Situation(
+            intent=POD_INTENT,
+            policy=PODS_ONLY,
+            workload=Workload(found=True, rollout_in_progress=True),
+        ),
+        Hold.ROLLOUT_IN_PROGRESS,
+        False,
+        False,
+    ),
+    "dry run": (
+        Situation(intent=POD_INTENT, policy=replace(PODS_ONLY, dry_run=True), workload=None),
+        None,
+        False,
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("situation", "hold", "act", "dry_run"), POD_DECISIONS.values(), ids=POD_DECISIONS.keys()
+)
+def test_pod_deletion_has_the_same_rails(
+    situation: Situation, hold: Hold | None, act: bool, dry_run: bool
+) -> None:
+    decision = situation.decide()
+    assert (decision.hold, decision.act, decision.dry_run) == (hold, act, dry_run)
+
+
+def test_a_deleted_pod_counts_toward_cooldown_and_budget() -> None:
+    book = record(Ledger(), DELETE_POD, T0, "success")
+    again = Situation(intent=POD_INTENT, policy=PODS_ONLY, workload=None, ledger=book, now=T0 + 60)
+    assert again.decide().hold is Hold.COOLDOWN
+    # ... and it survives an operator restart like any other action.
+    clock = Clock(T0 + 60)
+    reloaded = ledger_from_status(persisted(book, PODS_ONLY, clock)["remediation"])
+    assert [r.action for r in reloaded.records] == [DELETE_POD]

@@ -72,12 +72,18 @@ def test_the_models_defaults_repeat_the_crds() -> None:
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     defaults = _crd_defaults(schema["properties"]["spec"]["properties"]["remediation"])
     # Every section the CRD defaults is in the comparison.
-    assert {"cooldown", "maxPerHour", "dryRun", "restart", "poolScaling", "workload"} <= set(
-        defaults
-    )
+    assert {
+        "cooldown",
+        "maxPerHour",
+        "dryRun",
+        "restart",
+        "podDeletion",
+        "poolScaling",
+        "workload",
+    } <= set(defaults)
     assert defaults["poolScaling"]["scaleDown"] == {"enabled": False, "after": "30m"}
     model = RemediationSpec.model_validate(
-        {"workload": WORKLOAD, "restart": {}, "poolScaling": {}}
+        {"workload": WORKLOAD, "restart": {}, "podDeletion": {}, "poolScaling": {}}
     ).model_dump(by_alias=True)
     assert _within(model, defaults) == []
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mcp_health_operator import spec
 from mcp_health_operator.judge import Thresholds
@@ -270,3 +271,90 @@ def test_an_explicit_zero_unhealthy_is_kept(band: str) -> None:
     s = parse({"target": SERVICE, "thresholds": {band: {"degraded": 0.0, "unhealthy": 0.0}}})
     t = s.thresholds.to_thresholds()
     assert (t.pool_unhealthy if band == "poolUtilization" else t.memory_unhealthy) == 0.0
+
+
+# -- perEndpoint and podDeletion ------------------------------------------------------------
+
+
+def test_per_endpoint_defaults_and_policy() -> None:
+    assert parse({"target": SERVICE}).target.endpoint_policy is None
+    on = parse({"target": {**SERVICE, "perEndpoint": {}}}).target
+    assert on.per_endpoint is not None and on.per_endpoint.enabled
+    assert on.endpoint_policy == "all"  # the strictest: no bad replica goes unnoticed
+    majority = parse({"target": {**SERVICE, "perEndpoint": {"policy": "majority"}}})
+    assert majority.target.endpoint_policy == "majority"
+    off = parse({"target": {**SERVICE, "perEndpoint": {"enabled": False}}})
+    assert off.target.endpoint_policy is None
+
+
+def test_pod_deletion_policy() -> None:
+    s = parse(
+        {
+            "target": {**SERVICE, "perEndpoint": {"policy": "any"}},
+            "remediation": {"podDeletion": {"after": "45s"}},
+        }
+    )
+    assert s.remediation is not None
+    policy = s.remediation.to_policy()
+    assert (policy.pod_deletion.enabled, policy.pod_deletion.after_s) == (True, 45.0)
+    assert not policy.restart.enabled
+    plain = parse({"target": SERVICE, "remediation": {}}).remediation
+    assert plain is not None and not plain.to_policy().pod_deletion.enabled
+
+
+PER_ENDPOINT_ERRORS: dict[str, tuple[dict[str, Any], str]] = {
+    "perEndpoint with a URL": (
+        {"target": {**URL, "perEndpoint": {}}},
+        "spec.target: Value error, spec.target.perEndpoint needs spec.target.service "
+        "(a URL has no endpoints)",
+    ),
+    "unknown policy": (
+        {"target": {**SERVICE, "perEndpoint": {"policy": "most"}}},
+        "spec.target.perEndpoint.policy: Input should be 'any', 'majority' or 'all'",
+    ),
+    "podDeletion without perEndpoint": (
+        {"target": SERVICE, "remediation": {"podDeletion": {}}},
+        "spec.remediation.podDeletion needs spec.target.perEndpoint "
+        "(the pods are found through the Service's endpoints)",
+    ),
+    "podDeletion with perEndpoint disabled": (
+        {
+            "target": {**SERVICE, "perEndpoint": {"enabled": False}},
+            "remediation": {"podDeletion": {}},
+        },
+        "spec.remediation.podDeletion needs spec.target.perEndpoint "
+        "(the pods are found through the Service's endpoints)",
+    ),
+    "podDeletion after not a duration": (
+        {
+            "target": {**SERVICE, "perEndpoint": {}},
+            "remediation": {"podDeletion": {"after": "soon"}},
+        },
+        "spec.remediation.podDeletion.after: Value error, invalid duration 'soon' "
+        "(use e.g. 500ms, 5s, 1m30s)",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"), PER_ENDPOINT_ERRORS.values(), ids=PER_ENDPOINT_ERRORS.keys()
+)
+def test_per_endpoint_errors_name_the_field(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse(raw)
+    assert str(caught.value) == message
+
+
+def test_disabled_pod_deletion_needs_no_endpoints() -> None:
+    s = parse({"target": SERVICE, "remediation": {"podDeletion": {"enabled": False}}})
+    assert s.remediation is not None and not s.remediation.to_policy().pod_deletion.enabled
+
+
+def test_per_endpoint_defaults_repeat_the_crds() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    props = schema["properties"]["spec"]["properties"]["target"]["properties"]["perEndpoint"]
+    defaults = {k: v["default"] for k, v in props["properties"].items()}
+    model = spec.PerEndpointSpec.model_validate({}).model_dump(by_alias=True)
+    assert defaults == model == {"enabled": True, "policy": "all"}
+    assert props["properties"]["policy"]["enum"] == ["any", "majority", "all"]
