@@ -83,6 +83,12 @@ class EndpointVerdict:
     refused: str | None = None
 
 
+def refused(message: str) -> Verdict:
+    """The verdict on an endpoint the operator will not probe: Unknown, and why."""
+    finding = Finding(Reason.TARGET_NOT_ALLOWED, Severity.DEGRADED, message)
+    return Verdict(Health.UNKNOWN, (finding,), 0, 0, reachable=False, instant=Health.UNKNOWN)
+
+
 def quorum(policy: Policy, n: int) -> int:
     """How many endpoints must be at least as good as the monitor's verdict."""
     if n <= 0:
@@ -256,7 +262,7 @@ def status_entries(
             "port": r.endpoint.port,
             "pod": r.endpoint.pod,
             "health": r.verdict.health.value,
-            "reason": "TargetNotAllowed" if r.refused else reason(r.verdict),
+            "reason": reason(r.verdict),
             "message": message[:MESSAGE_LIMIT],
             "latencyMs": round(r.obs.latency_ms, 1),
             "consecutiveFailures": r.verdict.consecutive_failures,

@@ -185,9 +185,7 @@ class EndpointGroup:
             key = state.endpoint.key
             previous[key] = state.history.health
             if result is None:  # refused: never probed, never judged
-                verdict = judge.Verdict(
-                    judge.Health.UNKNOWN, (), 0, 0, reachable=False, instant=judge.Health.UNKNOWN
-                )
+                verdict = endpoints.refused(state.refused or "refused")
                 obs = judge.Observation("Refused", 0.0, None, state.refused or "")
             else:
                 obs = judge.Observation(

@@ -70,6 +70,7 @@ class Reason(StrEnum):
     PROTOCOL_ERROR = "ProtocolError"
     # From endpoint discovery (spec.target.perEndpoint).
     NO_READY_ENDPOINTS = "NoReadyEndpoints"
+    TARGET_NOT_ALLOWED = "TargetNotAllowed"
 
 
 # Probe outcomes (probe.Outcome values) → reason, severity, and whether the

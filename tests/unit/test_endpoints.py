@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from mcp_health_operator import conditions as cond
 from mcp_health_operator import endpoints, health, metrics, status
 from mcp_health_operator.endpoints import Endpoint, EndpointVerdict, Policy
-from mcp_health_operator.judge import Health, History, Observation, Thresholds, Verdict, judge
+from mcp_health_operator.judge import Health, History, Observation, Thresholds, judge
 from tests.unit.test_health_document import SEED_EXAMPLE
 from tests.unit.test_metrics import scrape
 
@@ -241,15 +242,26 @@ def test_status_entries_worst_first_and_bounded() -> None:
 
 
 def test_a_refused_endpoint_says_why() -> None:
+    why = "0.1.2.3 is in 0.0.0.0/8, a link-local, metadata or unspecified range"
     refused = EndpointVerdict(
-        Endpoint("169.254.169.254", 80, "evil"),
-        Verdict(K, (), 0, 0, reachable=False, instant=K),
+        Endpoint("0.1.2.3", 80, "evil"),
+        endpoints.refused(why),
         Observation("Refused", 0.0),
-        refused="169.254.169.254 is in 169.254.0.0/16; the operator never probes it",
+        refused=why,
     )
     (entry,) = endpoints.status_entries([refused], {})
     assert entry["health"] == "Unknown" and entry["reason"] == "TargetNotAllowed"
-    assert "never probes it" in entry["message"]
+    assert entry["message"] == why
+    # A monitor of refused endpoints only is Unknown, not reachable, and says why
+    # (the conditions need a reason for Reachable=False).
+    verdict, _, _ = endpoints.combine([refused], ANY, History())
+    assert (verdict.health, verdict.reachable) == (K, False)
+    assert verdict.reasons == ("TargetNotAllowed",)
+    assert [c.reason for c in cond.from_verdict(verdict)] == [
+        "TargetNotAllowed",
+        "TargetNotAllowed",
+        "TargetNotAllowed",
+    ]
 
 
 def per_endpoint_status(results: list[EndpointVerdict], policy: Policy = ALL) -> dict[str, Any]:
