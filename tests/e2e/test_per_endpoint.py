@@ -31,6 +31,7 @@ import pytest
 from mcp_health_operator.testing import _procs
 from mcp_health_operator.testing.samples import examples_dir
 from tests.e2e.conftest import Kubectl, OperatorFactory, wait_for
+from tests.e2e.test_chart_rbac import install_rbac, service_account_kubeconfig
 from tests.e2e.test_remediation import deployment, event, finish_rollout, restarted_at
 
 
@@ -369,3 +370,36 @@ spec:
     done = kubectl("apply", "-f", "-", stdin=pods_without_endpoints, check=False)
     assert done.returncode != 0
     assert "spec.remediation.podDeletion" in done.stderr
+
+
+def test_per_endpoint_probing_and_pod_deletion_with_the_charts_rbac(
+    kubectl: Kubectl, operator: OperatorFactory, servers: Servers, tmp_path: Path
+) -> None:
+    """Listing EndpointSlices and deleting a pod are within what the chart grants."""
+    release = f"r{uuid.uuid4().hex[:6]}"
+    sa = install_rbac(kubectl, release)
+    config = service_account_kubeconfig(kubectl, sa, tmp_path / "sa.kubeconfig")
+    kubectl.apply(SERVICE)
+    kubectl("create", "serviceaccount", "default")
+    for name in servers.pods.values():
+        kubectl.apply(pod(name))
+    kubectl.apply(endpoint_slice(kubectl, servers, servers.addresses))
+    op = operator("--endpoints-refresh", "1", kubeconfig=config)
+    pods_only = "  remediation: {cooldown: 10m, podDeletion: {after: 2s}}\n"
+    kubectl.apply(per_endpoint_monitor("m", "majority", pods_only))
+    healthy = {a: "Healthy" for a in servers.addresses}
+    wait_for(lambda: endpoint_healths(kubectl, "m") == healthy, timeout=30, what="3 Healthy")
+
+    bad = servers.addresses[1]
+    flip(bad, servers.port, "unhealthy")
+    wait_for(lambda: "fleet-b" not in pods(kubectl), timeout=30, what="fleet-b deleted")
+    assert pods(kubectl) == ["fleet-a", "fleet-c"]
+    assert status_of(kubectl, "m")["health"] == "Healthy"  # 2 of 3: a majority
+    log = op.log.read_text()
+    assert "403" not in log and "forbidden" not in log.lower(), log[-3000:]
+    # Each endpoint's session is kept across rounds, as a single target's is.
+    with urllib.request.urlopen(
+        f"http://{servers.addresses[0]}:{servers.port}/control/stats", timeout=5
+    ) as response:
+        stats = json.load(response)
+    assert stats["reads"] >= 5 and stats["connections"] <= 2, stats
