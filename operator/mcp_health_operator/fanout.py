@@ -83,6 +83,7 @@ class EndpointGroup:
         self.clock = clock
         self.states: dict[tuple[str, int], _State] = {}
         self._listed_at: float | None = None
+        self._relist = False
         self._api_ips: list[str] | None = None
         # What status said about the endpoints before an operator restart:
         # their verdicts carry over (no repeated Events, no reset counts).
@@ -103,7 +104,11 @@ class EndpointGroup:
     async def refresh(self) -> None:
         """Re-list the endpoints if the last list is older than the refresh period."""
         now = asyncio.get_running_loop().time()
-        due = self._listed_at is None or now - self._listed_at >= self.config.endpoints_refresh_s
+        due = (
+            self._relist
+            or self._listed_at is None
+            or now - self._listed_at >= self.config.endpoints_refresh_s
+        )
         if not due:
             return
         try:
@@ -111,11 +116,11 @@ class EndpointGroup:
         except Exception as exc:  # the API server may be away: probe what we know
             log.warning("listing endpoints of %s/%s failed: %s", self.namespace, self.service, exc)
             return
-        self._listed_at = now
+        self._listed_at, self._relist = now, False
         await self._update(endpoints.from_slices(slices, self.port_name))
 
     def relist_soon(self) -> None:
-        self._listed_at = None
+        self._relist = True
 
     async def _update(self, found: list[Endpoint]) -> None:
         wanted = {e.key: e for e in found}
@@ -174,8 +179,12 @@ class EndpointGroup:
         *,
         failure_threshold: int,
         success_threshold: int,
-    ) -> Round:
+    ) -> Round | None:
+        """Every endpoint probed and judged; None until the endpoints could be listed once
+        (an API server that is away must not read as a Service without endpoints)."""
         await self.refresh()
+        if self._listed_at is None:
+            return None
         states = list(self.states.values())
         results = await asyncio.gather(*(self._probe(s) for s in states))
         now = self.clock()

@@ -199,6 +199,8 @@ class MonitorWorker:
             failure_threshold=spec.probe.failure_threshold,
             success_threshold=spec.probe.success_threshold,
         )
+        if round_ is None:
+            return
         self.probes += 1
         verdict, obs, shown = endpoints.combine(round_.results, policy, self.history)
         self.figures.endpoints = tuple(
