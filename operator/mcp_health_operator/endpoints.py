@@ -206,12 +206,19 @@ def combine(
             seen.add(f.reason)
             findings.append(Finding(f.reason, f.severity, f"{label(r.endpoint)}: {f.message}"))
     healthy = healths.count(Health.HEALTHY)
-    if healthy < len(results) or health is not Health.HEALTHY:
+    summary = f"{healthy}/{len(results)} endpoints healthy (policy {policy.value})"
+    if health is Health.HEALTHY and healthy < len(results):
+        # Healthy by the policy despite bad endpoints: that comes first (and is
+        # the Healthy condition's reason); what the others saw cannot make the
+        # monitor worse, so it is kept at severity OK.
+        findings = [
+            Finding(Reason.HEALTHY_BY_POLICY, Severity.OK, summary),
+            *(Finding(f.reason, Severity.OK, f.message) for f in findings),
+        ]
+    elif health is not Health.HEALTHY and findings:
         # The count first, so the message says at once how many are fine.
-        summary = f"{healthy}/{len(results)} endpoints healthy (policy {policy.value})"
-        if findings:
-            first = findings[0]
-            findings[0] = Finding(first.reason, first.severity, f"{summary}; {first.message}")
+        first = findings[0]
+        findings[0] = Finding(first.reason, first.severity, f"{summary}; {first.message}")
     with_document = [r for r in worst_first if r.obs.document is not None]
     shown = with_document[0] if with_document else worst_first[0]
     slowest = max(r.obs.latency_ms for r in results)

@@ -71,6 +71,7 @@ class Reason(StrEnum):
     # From endpoint discovery (spec.target.perEndpoint).
     NO_READY_ENDPOINTS = "NoReadyEndpoints"
     TARGET_NOT_ALLOWED = "TargetNotAllowed"
+    HEALTHY_BY_POLICY = "HealthyByPolicy"
 
 
 # Probe outcomes (probe.Outcome values) → reason, severity, and whether the

@@ -221,6 +221,14 @@ def test_each_endpoint_judged_by_policy_and_only_the_bad_pod_deleted(
             what=f"{name}: the first endpoint Unhealthy",
         )
         assert status_of(kubectl, name)["endpointSummary"]["ratio"] == "2/3"
+    majority = status_of(kubectl, "majority")
+    assert majority["reasons"][0] == "HealthyByPolicy"
+    assert majority["message"].startswith("2/3 endpoints healthy (policy majority)")
+    healthy_condition = next(c for c in majority["conditions"] if c["type"] == "Healthy")
+    assert (healthy_condition["status"], healthy_condition["reason"]) == (
+        "True",
+        "HealthyByPolicy",
+    )
     bad = {e["address"]: e for e in status_of(kubectl, "majority")["endpoints"]}[a]
     assert bad["pod"] == "fleet-a"
     assert bad["reason"] in ("ServerReportedUnhealthy", "DatabaseDisconnected")

@@ -176,7 +176,13 @@ def test_combine_by_policy(bad: int, policy: Policy, expected: Health) -> None:
     if bad:
         assert verdict.message.startswith(f"{3 - bad}/3 endpoints healthy (policy {policy})")
         assert "127.0.0.2:18000 (pod-2)" in verdict.message
-        assert verdict.reasons[0] == "TargetUnreachable"
+        reasons = ["TargetUnreachable"]
+        if expected is H:  # Healthy by the policy, and it says so first
+            reasons.insert(0, "HealthyByPolicy")
+        assert list(verdict.reasons) == reasons
+        healthy_condition = cond.from_verdict(verdict)[1]
+        assert healthy_condition.reason == ("HealthyByPolicy" if expected is H else reasons[0])
+        assert healthy_condition.status == ("True" if expected is H else "False")
     else:
         assert verdict.findings == ()
     # The document shown is a probed endpoint's (the worst that answered).
