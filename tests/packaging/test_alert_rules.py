@@ -37,7 +37,7 @@ GUIDE = {
         "slack",
     ),
 }
-EXTRA = {"MCPHealthOperatorDown", "MCPProbeFailing"}
+EXTRA = {"MCPHealthOperatorDown", "MCPProbeFailing", "MCPEndpointUnhealthy"}
 
 
 def rules() -> list[dict[str, Any]]:
