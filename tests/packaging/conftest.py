@@ -34,7 +34,7 @@ def helm() -> Path:
 
 
 class FakeFleet:
-    """Figures of three monitors whose counters move on every scrape."""
+    """Figures of four monitors (one per-endpoint) whose counters move on every scrape."""
 
     def __init__(self) -> None:
         healthy = metrics.MonitorFigures("shop", "codebase-mcp", "svc/codebase-mcp:8000")
@@ -74,7 +74,19 @@ class FakeFleet:
         unhealthy.consecutive_failures = 5
         unhealthy.remediations[("restart", "Succeeded")] = 1
 
-        self.monitors = [healthy, degraded, unhealthy]
+        # A per-endpoint monitor: two replicas fine, one not.
+        replicas = metrics.MonitorFigures("shop", "search-mcp", "svc/search-mcp:mcp")
+        replicas.health = Health.HEALTHY
+        replicas.endpoints = tuple(
+            metrics.EndpointFigures(f"10.1.0.{i}:8000", f"search-mcp-{i}", h, 5.0, f)
+            for i, h, f in (
+                (7, Health.HEALTHY, 0),
+                (8, Health.HEALTHY, 0),
+                (9, Health.UNHEALTHY, 4),
+            )
+        )
+
+        self.monitors = [healthy, degraded, unhealthy, replicas]
         self.lock = threading.Lock()
 
     def figures(self) -> list[metrics.MonitorFigures]:
