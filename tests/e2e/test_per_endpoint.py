@@ -414,12 +414,13 @@ def test_per_endpoint_probing_and_pod_deletion_with_the_charts_rbac(
     # Event is repeated and the (still listed, still bad) endpoint's pod is not
     # deleted again inside the cooldown.
     op.stop()
-    before = status_of(kubectl, "m")["lastProbeTime"]
+    held_before = {e["metadata"]["name"] for e in event(kubectl, "m", "PodDeletionSuppressed")}
     op = operator("--endpoints-refresh", "1", kubeconfig=config)
     wait_for(
         lambda: (
             status_of(kubectl, "m")["remediation"].get("suppressed") == "Cooldown"
-            and event(kubectl, "m", "PodDeletionSuppressed")[-1]["firstTimestamp"] > before
+            and {e["metadata"]["name"] for e in event(kubectl, "m", "PodDeletionSuppressed")}
+            - held_before
         ),
         timeout=30,
         what="the new operator holding by cooldown",
