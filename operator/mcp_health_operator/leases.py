@@ -139,6 +139,10 @@ class Members:
         self._registered = True
 
     async def _create(self) -> None:
+        # A Lease made anew (first start, or deleted while we were cut off)
+        # joins as the newest member: a returning replica does not take the
+        # leadership back from the one that took over.
+        self._acquired = datetime.now(UTC)
         lease = Lease(
             metadata=ObjectMeta(
                 name=self.name, namespace=self.namespace, labels={GROUP_LABEL: self.group}

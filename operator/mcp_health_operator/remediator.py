@@ -3,7 +3,8 @@
 The decisions are ``remediation``'s (pure); this module reads the workload
 only when an action is due, records the action in the status *before*
 acting (so an operator killed mid-action never repeats it inside the
-cooldown), acts, records the result, and reports with an Event and a metric.
+cooldown; as a compare-and-swap, so two replicas never both act), acts,
+records the result, and reports with an Event and a metric.
 """
 
 from __future__ import annotations

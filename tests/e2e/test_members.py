@@ -26,6 +26,8 @@ from mcp_health_operator import spec as specs
 from mcp_health_operator.config import Config
 from mcp_health_operator.judge import Health
 from mcp_health_operator.kube import Conflict, Kube, ObjectRef
+from mcp_health_operator.leases import Members
+from mcp_health_operator.membership import Mode
 from mcp_health_operator.metrics import MonitorFigures
 from mcp_health_operator.probe import Prober
 from mcp_health_operator.remediation import FleetState
@@ -364,3 +366,69 @@ def test_a_status_write_on_a_stale_version_is_refused(kubectl: Kubectl) -> None:
 
     asyncio.run(go())
     assert kubectl.json("mcphealth", "m")["status"]["message"] == "a"
+
+
+# -- membership I/O when the API server goes away ------------------------------
+
+
+def test_failed_listings_keep_the_view_and_a_silent_member_expires_after_a_full_duration(
+    kubectl: Kubectl, tmp_path: Path
+) -> None:
+    def leases() -> set[str]:
+        return {x["spec"]["holderIdentity"] for x in kubectl.json("leases")["items"]}
+
+    async def go() -> None:
+        client = AsyncClient(config=KubeConfig.from_file(str(kubectl.plane.kubeconfig)))
+        # Nothing listens here: every request fails as with an API server away.
+        text = kubectl.plane.kubeconfig.read_text()
+        cut_off = tmp_path / "cut-off.kubeconfig"
+        cut_off.write_text(text.replace(kubectl.plane.server, "https://127.0.0.1:9"))
+        away = AsyncClient(config=KubeConfig.from_file(str(cut_off)))
+
+        def member(identity: str) -> Members:
+            return Members(
+                client,
+                namespace=kubectl.namespace,
+                group="g",
+                identity=identity,
+                mode=Mode.SHARD,
+                duration_s=2,
+                renew_s=0.5,
+            )
+
+        def view(m: Members) -> list[str]:
+            return list(m.view.members) if m.view else []
+
+        a, b = member("a"), member("b")
+        try:
+            await a.tick()
+            await b.tick()
+            await a.tick()
+            assert view(a) == ["a", "b"]
+            assert await asyncio.to_thread(leases) == {"a", "b"}
+
+            # a is cut off for longer than a lease duration; b is killed meanwhile.
+            a.client = away
+            for _ in range(6):
+                await a.tick()
+                await asyncio.sleep(0.5)
+            assert view(a) == ["a", "b"]  # nobody dropped on failed listings
+
+            # Back: b gets a full duration from now, not from before the outage...
+            a.client = client
+            await a.tick()
+            assert view(a) == ["a", "b"]
+            # ...and, silent, is gone after it; a deletes its Lease.
+            await asyncio.sleep(2.1)
+            await a.tick()
+            assert view(a) == ["a"]
+            assert await asyncio.to_thread(leases) == {"a"}
+
+            # Leaving deletes our own Lease.
+            await a.leave()
+            assert await asyncio.to_thread(leases) == set()
+        finally:
+            await away.close()
+            await client.close()
+
+    asyncio.run(go())
