@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     members = run.add_argument_group(
         "replicas",
         "Several replicas share the monitors through one Lease each in --lease-namespace. "
-        "A replica killed without a goodbye is taken over within about "
-        "--lease-duration + --lease-renew + the monitor's probe interval.",
+        "A replica killed without a goodbye is taken over within "
+        "--lease-duration + 2 x --lease-renew + the monitor's probe interval.",
     )
     members.add_argument(
         "--membership",
