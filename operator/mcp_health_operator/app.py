@@ -84,8 +84,19 @@ async def run(
     fleet = Fleet(kube=kube, config=config)
     members = membership(config, client, fleet)
     member_task = asyncio.create_task(members.run(), name="members") if members else None
+
+    async def shutdown() -> None:
+        if member_task is not None:
+            member_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await member_task
+        await fleet.stop()
+        if members is not None:
+            # After our workers stopped: the others take over at their next listing.
+            await members.leave()
+
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, fleet)
+    handlers.register(registry, fleet, on_stop=shutdown if members is not None else None)
     runner = await serve_metrics(config, fleet, members)
     try:
         await kopf.operator(
@@ -98,14 +109,7 @@ async def run(
             ready_flag=ready,
         )
     finally:
-        if member_task is not None:
-            member_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await member_task
-        await fleet.stop()
-        if members is not None:
-            # After our workers stopped: the others take over at their next listing.
-            await members.leave()
+        await shutdown()  # again, if kopf stopped without its cleanup
         await runner.cleanup()
         await client.close()
 

@@ -35,8 +35,11 @@ class Fleet:
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         # Which monitors (by UID) this replica probes; None: all of them.
         self.owns: Callable[[str], bool] | None = None
+        self._stopped = False
 
     def upsert(self, obj: MonitorObject) -> None:
+        if self._stopped:
+            return
         key = (obj.ref.namespace, obj.ref.name)
         self.objects[key] = obj
         worker = self.workers.get(key)
@@ -55,6 +58,8 @@ class Fleet:
     def reassign(self, owns: Callable[[str], bool] | None) -> None:
         """New ownership (the members changed): stop what is lost, start what is won."""
         self.owns = owns
+        if self._stopped:
+            return
         lost = won = 0
         for key, obj in list(self.objects.items()):
             running = key in self.workers
@@ -123,6 +128,9 @@ class Fleet:
         return (w.figures for w in list(self.workers.values()))
 
     async def stop(self) -> None:
+        if self.workers:
+            log.info("stopping: %d monitors probed here", len(self.workers))
+        self._stopped = True
         tasks = list(self._tasks.values())
         for key in list(self.workers):
             self.remove(key)

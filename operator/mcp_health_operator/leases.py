@@ -121,6 +121,7 @@ class Members:
         """Delete our Lease so the others take over at once (graceful shutdown)."""
         if not self._registered:
             return
+        self._registered = False
         with contextlib.suppress(Exception):
             await self.client.delete(Lease, self.name, namespace=self.namespace)
             log.info("left: deleted Lease %s/%s", self.namespace, self.name)

@@ -83,6 +83,10 @@ def probed_by(kubectl: Kubectl) -> dict[str, str | None]:
     return {m["metadata"]["name"]: (m.get("status") or {}).get("probedBy") for m in items}
 
 
+def holders(kubectl: Kubectl) -> set[str]:
+    return {lease["spec"]["holderIdentity"] for lease in kubectl.json("leases")["items"]}
+
+
 def start_replicas(
     operator: OperatorFactory, fleet: str, names: list[str], *flags: str
 ) -> dict[str, Operator]:
@@ -128,11 +132,7 @@ def test_three_replicas_share_the_monitors_and_take_over_a_killed_ones_share(
     # Status names the writer, and it is the replica whose metrics list the monitor.
     owner = {m: name for name, share in first.items() for m in share}
     wait_for(lambda: probed_by(kubectl) == owner, timeout=30, what="status.probedBy = owner")
-    assert {lease["spec"]["holderIdentity"] for lease in kubectl.json("leases")["items"]} == {
-        "op-a",
-        "op-b",
-        "op-c",
-    }
+    assert holders(kubectl) == {"op-a", "op-b", "op-c"}
 
     # No monitor is read twice: over a window each target is read about once a
     # second, not twice (a double owner would double it).
@@ -152,10 +152,11 @@ def test_three_replicas_share_the_monitors_and_take_over_a_killed_ones_share(
         what="a partition over the newcomer too",
     )
     # Rendezvous hashing moves only what op-d now wins: with 30 monitors a
-    # quarter is 7.5, and 2..14 is the binomial's 99.8% range.
+    # quarter is 7.5, and 1..15 is the binomial's 99.9% range (the unit tests
+    # hold the 1/N share tightly over 3,000 keys).
     moved = {m for m in names if owner_of(first, m) != owner_of(joined, m)}
     assert moved == joined["op-d"], (moved, joined)
-    assert 2 <= len(moved) <= 14, len(moved)
+    assert 1 <= len(moved) <= 15, len(moved)
     print(f"\na fourth replica took {len(moved)} of 30 monitors")
     first = joined
 
@@ -180,12 +181,22 @@ def test_three_replicas_share_the_monitors_and_take_over_a_killed_ones_share(
     wait_for(lambda: probed_by(kubectl) == owner, timeout=30, what="probedBy after failover")
     # The killed replica's Lease is cleaned up by the survivors.
     wait_for(
-        lambda: (
-            "op-b" not in {x["spec"]["holderIdentity"] for x in kubectl.json("leases")["items"]}
-        ),
+        lambda: "op-b" not in holders(kubectl),
         timeout=20,
         what="op-b's Lease deleted",
     )
+
+    # A graceful stop (SIGTERM, as in a rolling update) deletes the Lease on the
+    # way out: the others take over at their next listing, no lease expiry.
+    stopped = time.monotonic()
+    ops["op-a"].stop()
+    assert "op-a" not in holders(kubectl)
+    handed = wait_for(
+        lambda: partition(ops, names), timeout=1 + 1 + SLACK_S, what="op-a's share handed over"
+    )
+    took = time.monotonic() - stopped
+    print(f"graceful handover from SIGTERM: {took:.1f}s for {len(after['op-a'])} monitors")
+    assert set(handed) == {"op-c", "op-d"}
 
 
 def test_leader_mode_one_active_replica_and_failover_with_exactly_one_restart(
@@ -379,9 +390,6 @@ def test_a_status_write_on_a_stale_version_is_refused(kubectl: Kubectl) -> None:
 def test_failed_listings_keep_the_view_and_a_silent_member_expires_after_a_full_duration(
     kubectl: Kubectl, tmp_path: Path
 ) -> None:
-    def leases() -> set[str]:
-        return {x["spec"]["holderIdentity"] for x in kubectl.json("leases")["items"]}
-
     async def go() -> None:
         client = AsyncClient(config=KubeConfig.from_file(str(kubectl.plane.kubeconfig)))
         # Nothing listens here: every request fails as with an API server away.
@@ -410,7 +418,7 @@ def test_failed_listings_keep_the_view_and_a_silent_member_expires_after_a_full_
             await b.tick()
             await a.tick()
             assert view(a) == ["a", "b"]
-            assert await asyncio.to_thread(leases) == {"a", "b"}
+            assert await asyncio.to_thread(holders, kubectl) == {"a", "b"}
 
             # a is cut off for longer than a lease duration; b is killed meanwhile.
             a.client = away
@@ -427,11 +435,11 @@ def test_failed_listings_keep_the_view_and_a_silent_member_expires_after_a_full_
             await asyncio.sleep(2.1)
             await a.tick()
             assert view(a) == ["a"]
-            assert await asyncio.to_thread(leases) == {"a"}
+            assert await asyncio.to_thread(holders, kubectl) == {"a"}
 
             # Leaving deletes our own Lease.
             await a.leave()
-            assert await asyncio.to_thread(leases) == set()
+            assert await asyncio.to_thread(holders, kubectl) == set()
         finally:
             await away.close()
             await client.close()
