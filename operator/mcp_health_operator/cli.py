@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -172,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     members.add_argument(
         "--identity",
         default=None,
-        help="this replica's name among the members (default: $POD_NAME, else hostname-pid)",
+        help="this replica's name among the members, unique per replica "
+        "(default: $POD_NAME, else hostname-pid)",
     )
     members.add_argument(
         "--lease-namespace",
@@ -252,6 +254,13 @@ def run_operator(args: argparse.Namespace) -> int:
         lease_duration_s=args.lease_duration,
         lease_renew_s=args.lease_renew,
     )
+    if not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", args.member_group):
+        print(
+            "mcp-health run: --member-group must be a label value "
+            "(letters, digits, '-', '_', '.'; at most 63)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     if args.lease_renew >= args.lease_duration:
         print(
             "mcp-health run: --lease-renew must be shorter than --lease-duration", file=sys.stderr
