@@ -81,7 +81,11 @@ class Members:
 
     async def run(self) -> None:
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:
+                # A bug or an unexpected error must not freeze the membership.
+                log.exception("membership tick failed; trying again")
             await asyncio.sleep(self.renew_s)
 
     async def tick(self) -> None:
@@ -100,7 +104,7 @@ class Members:
         self.liveness.observe(listed, now)
         live = self.liveness.live(now)
         if self._registered and not any(m.identity == self.identity for m in live):
-            # We know we are alive; a listing that raced our renewal must not drop us.
+            # We know we are alive, whatever the listing says (our renewal may have failed).
             live.append(
                 Member(self.identity, "", float(self.duration_s), micro_time(self._acquired))
             )
