@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -17,11 +18,15 @@ from mcp_health_operator import handlers, metrics
 from mcp_health_operator.config import Config
 from mcp_health_operator.fleet import Fleet
 from mcp_health_operator.kube import Kube
+from mcp_health_operator.leases import Members
+from mcp_health_operator.membership import Mode, View
 
 log = logging.getLogger(__name__)
 
 
-async def serve_metrics(config: Config, fleet: Fleet) -> web.AppRunner:
+async def serve_metrics(
+    config: Config, fleet: Fleet, members: Members | None = None
+) -> web.AppRunner:
     """``/metrics`` and ``/healthz`` on the metrics port, on the operator's own loop."""
     registry = metrics.registry(fleet.figures)
 
@@ -31,7 +36,13 @@ async def serve_metrics(config: Config, fleet: Fleet) -> web.AppRunner:
 
     async def healthz(_: web.Request) -> web.Response:
         # Answered by the event loop that runs the probes: a wedged loop fails it.
-        return web.json_response({"status": "ok", "monitors": len(fleet.workers)})
+        body: dict[str, object] = {"status": "ok", "monitors": len(fleet.workers)}
+        if members is not None:
+            view = members.view
+            body["identity"] = members.identity
+            body["members"] = list(view.members) if view else []
+            body["leader"] = view.leader if view else None
+        return web.json_response(body)
 
     app = web.Application()
     app.router.add_get("/metrics", scrape)
@@ -69,11 +80,24 @@ async def run(
         port = server.port or (443 if server.scheme == "https" else 80)
         config = dataclasses.replace(config, api_server=(server.hostname, port))
     client = AsyncClient(config=kubeconfig, field_manager="mcp-health-operator")
-    kube = Kube(client)
+    kube = Kube(client, instance=config.identity or None)
     fleet = Fleet(kube=kube, config=config)
+    members = membership(config, client, fleet)
+    member_task = asyncio.create_task(members.run(), name="members") if members else None
+
+    async def shutdown() -> None:
+        if member_task is not None:
+            member_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await member_task
+        await fleet.stop()
+        if members is not None:
+            # After our workers stopped: the others take over at their next listing.
+            await members.leave()
+
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, fleet)
-    runner = await serve_metrics(config, fleet)
+    handlers.register(registry, fleet, on_stop=shutdown if members is not None else None)
+    runner = await serve_metrics(config, fleet, members)
     try:
         await kopf.operator(
             registry=registry,
@@ -85,6 +109,28 @@ async def run(
             ready_flag=ready,
         )
     finally:
-        await fleet.stop()
+        await shutdown()  # again, if kopf stopped without its cleanup
         await runner.cleanup()
         await client.close()
+
+
+def membership(config: Config, client: AsyncClient, fleet: Fleet) -> Members | None:
+    """With several replicas: own nothing until the members are known, then our share."""
+    if config.membership is None:
+        return None
+    identity = config.identity
+
+    def reassign(view: View) -> None:
+        fleet.reassign(lambda uid: view.owner(uid) == identity)
+
+    fleet.owns = lambda uid: False
+    return Members(
+        client,
+        namespace=config.lease_namespace,
+        group=config.member_group,
+        identity=identity,
+        mode=Mode(config.membership),
+        duration_s=config.lease_duration_s,
+        renew_s=config.lease_renew_s,
+        on_change=reassign,
+    )

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -160,6 +161,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-endpoint monitors: re-list a Service's EndpointSlices at most this often, "
         "in seconds (default 10)",
     )
+    members = run.add_argument_group(
+        "replicas",
+        "Several replicas share the monitors through one Lease each in --lease-namespace. "
+        "A replica killed without a goodbye is taken over within "
+        "--lease-duration + 2 x --lease-renew + the monitor's probe interval.",
+    )
+    members.add_argument(
+        "--membership",
+        nargs="?",
+        const="shard",
+        choices=["off", "shard", "leader"],
+        default=os.environ.get("MCP_HEALTH_MEMBERSHIP", "off"),
+        help="off (default): this process probes every monitor. shard: the live replicas "
+        "split the monitors (rendezvous hashing of each monitor's UID). leader: one live "
+        "replica probes all, the others stand by",
+    )
+    members.add_argument(
+        "--identity",
+        default=None,
+        help="this replica's name among the members, unique per replica "
+        "(default: $POD_NAME, else hostname-pid)",
+    )
+    members.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE"),
+        help="namespace of the member Leases (default: $POD_NAMESPACE, else the first "
+        "--namespace, else default)",
+    )
+    members.add_argument(
+        "--member-group",
+        default=os.environ.get("MCP_HEALTH_MEMBER_GROUP", "mcp-health-operator"),
+        help="replicas with the same group share the monitors (one group per install)",
+    )
+    members.add_argument(
+        "--lease-duration",
+        type=int,
+        default=15,
+        help="seconds a replica's Lease holds without renewal (default 15)",
+    )
+    members.add_argument(
+        "--lease-renew",
+        type=float,
+        default=5.0,
+        help="seconds between renewals and member listings (default 5)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     return parser
 
@@ -178,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_operator(args: argparse.Namespace) -> int:
-    from mcp_health_operator import app, config
+    from mcp_health_operator import app, config, leases
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -208,7 +254,26 @@ def run_operator(args: argparse.Namespace) -> int:
         breaker_min_monitors=args.breaker_min_monitors,
         breaker_window_s=args.breaker_window,
         endpoints_refresh_s=args.endpoints_refresh,
+        membership=None if args.membership == "off" else args.membership,
+        identity=args.identity or leases.default_identity(),
+        lease_namespace=args.lease_namespace
+        or (args.namespaces[0] if args.namespaces else "default"),
+        member_group=args.member_group,
+        lease_duration_s=args.lease_duration,
+        lease_renew_s=args.lease_renew,
     )
+    if not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", args.member_group):
+        print(
+            "mcp-health run: --member-group must be a label value "
+            "(letters, digits, '-', '_', '.'; at most 63)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if args.lease_renew >= args.lease_duration:
+        print(
+            "mcp-health run: --lease-renew must be shorter than --lease-duration", file=sys.stderr
+        )
+        return EXIT_ERROR
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(app.run(settings))
     return 0

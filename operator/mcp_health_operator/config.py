@@ -40,6 +40,17 @@ class Config:
     breaker_window_s: float = 60.0
     # Per-endpoint monitors re-list the Service's EndpointSlices at most this often.
     endpoints_refresh_s: float = 10.0
+    # Several replicas: "shard" (monitors spread over the live members),
+    # "leader" (one live member probes all) or None (this process owns every
+    # monitor and takes no part in membership).
+    membership: str | None = None
+    # This replica's name among the members (and in Events and status.probedBy).
+    identity: str = ""
+    # Where the member Leases live, and the label value that groups one install's.
+    lease_namespace: str = "default"
+    member_group: str = "mcp-health-operator"
+    lease_duration_s: int = 15
+    lease_renew_s: float = 5.0
 
     def url_allowed(self, url: str) -> bool:
         if not self.allow_url_targets:

@@ -1,4 +1,10 @@
-"""The set of monitors this operator probes: one worker task per monitor."""
+"""The monitors this operator probes: one worker task per owned monitor.
+
+Every monitor the watch delivers is kept; a worker runs only for those this
+replica owns (all of them, unless several replicas share the work through
+``membership``). When the members change, workers for monitors no longer
+owned stop and newly owned ones start.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from mcp_health_operator import events, remediation
 from mcp_health_operator.config import Config
@@ -24,17 +30,53 @@ class Fleet:
         self.kube = kube
         self.config = config
         self.aggregator = events.Aggregator()
+        self.objects: dict[Key, MonitorObject] = {}
         self.workers: dict[Key, MonitorWorker] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+        # Which monitors (by UID) this replica probes; None: all of them.
+        self.owns: Callable[[str], bool] | None = None
+        self._stopped = False
 
     def upsert(self, obj: MonitorObject) -> None:
+        if self._stopped:
+            return
         key = (obj.ref.namespace, obj.ref.name)
+        self.objects[key] = obj
         worker = self.workers.get(key)
-        if worker is not None and worker.obj.ref.uid == obj.ref.uid:
+        if worker is not None and worker.obj.ref.uid != obj.ref.uid:
+            self._stop(key)  # same name, new object: start over
+            worker = None
+        if not self._owned(obj):
+            if worker is not None:
+                self._stop(key)
+            return
+        if worker is not None:
             worker.update(obj)
             return
-        if worker is not None:  # same name, new object: start over
-            self.remove(key)
+        self._start(key, obj)
+
+    def reassign(self, owns: Callable[[str], bool] | None) -> None:
+        """New ownership (the members changed): stop what is lost, start what is won."""
+        self.owns = owns
+        if self._stopped:
+            return
+        lost = won = 0
+        for key, obj in list(self.objects.items()):
+            running = key in self.workers
+            if running and not self._owned(obj):
+                self._stop(key)
+                lost += 1
+            elif not running and self._owned(obj):
+                self._start(key, obj)
+                won += 1
+        log.info(
+            "ownership: %d monitors here (%d won, %d handed over)", len(self.workers), won, lost
+        )
+
+    def _owned(self, obj: MonitorObject) -> bool:
+        return self.owns is None or self.owns(obj.ref.uid)
+
+    def _start(self, key: Key, obj: MonitorObject) -> None:
         worker = MonitorWorker(
             obj,
             kube=self.kube,
@@ -54,10 +96,15 @@ class Fleet:
             # A bug must not take the other monitors down; this one restarts.
             log.exception("monitor %s/%s crashed; restarting it", *key)
             if self.workers.get(key) is worker:
-                self.remove(key)
-                self.upsert(worker.obj)
+                self._stop(key)
+                self.upsert(self.objects.get(key, worker.obj))
 
     def remove(self, key: Key) -> None:
+        """The monitor is gone (deleted)."""
+        self.objects.pop(key, None)
+        self._stop(key)
+
+    def _stop(self, key: Key) -> None:
         worker = self.workers.pop(key, None)
         task = self._tasks.pop(key, None)
         if task is not None:
@@ -81,6 +128,9 @@ class Fleet:
         return (w.figures for w in list(self.workers.values()))
 
     async def stop(self) -> None:
+        if self.workers:
+            log.info("stopping: %d monitors probed here", len(self.workers))
+        self._stopped = True
         tasks = list(self._tasks.values())
         for key in list(self.workers):
             self.remove(key)

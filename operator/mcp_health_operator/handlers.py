@@ -7,6 +7,7 @@ its probing stops on the DELETED event.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -16,12 +17,23 @@ from mcp_health_operator.kube import GROUP, PLURAL, VERSION
 from mcp_health_operator.monitor import MonitorObject
 
 
-def register(registry: kopf.OperatorRegistry, fleet: Fleet) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    fleet: Fleet,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # In a pod: the ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config,
         # the same sources lightkube reads, so both clients act as one identity.
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    if on_stop is not None:
+        # Runs as soon as the operator is told to stop (SIGTERM), before kopf
+        # gives its remaining tasks their grace period.
+        @kopf.on.cleanup(registry=registry)
+        async def stop(**_: Any) -> None:
+            await on_stop()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def monitor_event(*, type: str, body: kopf.Body, **_: Any) -> None:

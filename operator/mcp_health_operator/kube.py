@@ -44,6 +44,10 @@ class NotFound(LookupError):
     """The object named does not exist."""
 
 
+class Conflict(Exception):
+    """A write with a resourceVersion precondition lost: the object changed meanwhile."""
+
+
 class Kube:
     def __init__(self, client: AsyncClient, *, instance: str | None = None) -> None:
         self.client = client
@@ -51,19 +55,30 @@ class Kube:
         self.status_writes = 0
         self.event_posts = 0
 
-    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> bool:
-        """Merge-patch the status; False when the monitor is gone."""
+    async def patch_status(
+        self, ref: ObjectRef, status: dict[str, Any], *, resource_version: str | None = None
+    ) -> bool:
+        """Merge-patch the status; False when the monitor is gone.
+
+        With ``resource_version`` the patch applies only to that version of
+        the object (the API server's optimistic concurrency); else Conflict.
+        """
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
             await self.client.patch(
                 Monitor.Status,
                 ref.name,
-                {"status": status},
+                body,
                 namespace=ref.namespace,
                 patch_type=PatchType.MERGE,
             )
         except ApiError as exc:
             if exc.status.code == 404:
                 return False
+            if exc.status.code == 409:
+                raise Conflict(str(exc)) from None
             raise
         self.status_writes += 1
         return True
@@ -118,6 +133,13 @@ class Kube:
             if exc.status.code == 404:
                 return None
             raise
+
+    async def monitor(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The monitor as the API server has it now (not the watch's copy); None if gone."""
+        obj = await self._get(Monitor, ref.namespace, ref.name)
+        if obj is None or obj.metadata.uid != ref.uid:
+            return None
+        return dict(obj.to_dict())
 
     async def service_port(self, namespace: str, name: str, port: int | str) -> int:
         """The Service's port number for ``port`` (a number or a port name)."""

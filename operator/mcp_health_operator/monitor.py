@@ -310,6 +310,8 @@ class MonitorWorker:
         now = asyncio.get_running_loop().time()
         if not self.budget.due(key, now):
             return
+        # Which replica probes this monitor: with several, the one that owns it.
+        new_status["probedBy"] = self.kube.instance
         try:
             await self.kube.patch_status(self.obj.ref, new_status)
         except Exception as exc:  # the API server may be away; try again next probe

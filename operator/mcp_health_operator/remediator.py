@@ -3,7 +3,8 @@
 The decisions are ``remediation``'s (pure); this module reads the workload
 only when an action is due, records the action in the status *before*
 acting (so an operator killed mid-action never repeats it inside the
-cooldown), acts, records the result, and reports with an Event and a metric.
+cooldown; as a compare-and-swap, so two replicas never both act), acts,
+records the result, and reports with an Event and a metric.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mcp_health_operator import events, remediation
 from mcp_health_operator.conditions import timestamp
 from mcp_health_operator.config import PAUSE_ANNOTATION, Config
 from mcp_health_operator.judge import Health, Thresholds, Verdict
-from mcp_health_operator.kube import Kube, NotFound, ObjectRef
+from mcp_health_operator.kube import Conflict, Kube, NotFound, ObjectRef
 from mcp_health_operator.metrics import MonitorFigures
 from mcp_health_operator.probe import Prober
 from mcp_health_operator.remediation import Action, Hold
@@ -178,8 +179,7 @@ class Remediator:
 
         # Ledger first: if this process dies mid-action, the restarted
         # operator sees the action and keeps the cooldown.
-        self._record(action, now, "pending", intent.message)
-        if not await write(self.status_fields(spec)):
+        if not await self._claim(spec, ref, action, now, intent.message):
             return
         try:
             detail = await self._act(spec, ref, intent, prober)
@@ -198,6 +198,51 @@ class Remediator:
         await write(self.status_fields(spec))
         self.figures.count_remediation(action.value, "success")
         await post(events.EventSpec(events.NORMAL, _DONE_REASON[action], self.last_message))
+
+    async def _claim(
+        self, spec: RemediationSpec, ref: ObjectRef, action: Action, now: float, message: str
+    ) -> bool:
+        """Record 'pending' as a compare-and-swap on the monitor; True: go ahead and act.
+
+        Another replica may have acted since this one read the ledger (a
+        failover, a reshard): read the monitor fresh, adopt a newer ledger
+        (the next probe decides again on it), and write only onto the version
+        read, so of two replicas racing at most one acts.
+        """
+        try:
+            fresh = await self.kube.monitor(ref)
+        except Exception as exc:
+            log.warning("reading %s/%s before acting failed: %s", ref.namespace, ref.name, exc)
+            return False
+        if fresh is None:
+            return False
+        recorded = (fresh.get("status") or {}).get("remediation") or {}
+        theirs = ledger_from_status(recorded)
+        ours = {(r.action, int(r.time)) for r in self.ledger.records}
+        if any((r.action, int(r.time)) not in ours for r in theirs.records):
+            log.info("%s/%s: adopting a newer remediation ledger", ref.namespace, ref.name)
+            pool = theirs.original_pool_size or self.ledger.original_pool_size
+            self.ledger = remediation.Ledger(theirs.records, pool)
+            self.last_message = str(recorded.get("lastMessage") or "")
+            return False
+        before = self.ledger, self.last_message
+        self._record(action, now, "pending", message)
+        version = str(fresh.get("metadata", {}).get("resourceVersion") or "")
+        try:
+            if await self.kube.patch_status(
+                ref, self.status_fields(spec), resource_version=version
+            ):
+                return True
+        except Conflict:
+            log.info(
+                "%s/%s: the monitor changed before acting; not this round", ref.namespace, ref.name
+            )
+        except Exception as exc:
+            log.warning(
+                "recording %s for %s/%s failed: %s", action.value, ref.namespace, ref.name, exc
+            )
+        self.ledger, self.last_message = before
+        return False
 
     def _record(self, action: Action, now: float, result: str, message: str) -> None:
         self.ledger = remediation.record(self.ledger, action, now, result)

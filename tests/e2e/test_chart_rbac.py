@@ -3,7 +3,8 @@
 The chart's RBAC (namespaced mode) is rendered with the real helm and applied
 to the real API server (authorization RBAC); the operator then authenticates
 with a token of the chart's ServiceAccount and does its whole job: status,
-Events, Service lookups, a rollout restart and ConfigMap pool scaling. Verbs
+Events, Service lookups, a rollout restart and ConfigMap pool scaling, and
+membership through its Lease (create, renew, list, delete on leaving). Verbs
 the chart does not grant are refused.
 """
 
@@ -102,7 +103,17 @@ def test_the_operator_does_its_whole_job_with_the_charts_rbac_and_no_more(
     kubectl.apply(deployment("codebase-mcp"))
     finish_rollout(kubectl, "codebase-mcp")
     kubectl("create", "configmap", "codebase-pool", "--from-literal=pool-size=10")
-    op = operator(*resolve(kubectl, "codebase-mcp", server), kubeconfig=config)
+    op = operator(
+        "--membership",
+        "--identity",
+        "op-0",
+        "--lease-duration",
+        "3",
+        "--lease-renew",
+        "1",
+        *resolve(kubectl, "codebase-mcp", server),
+        kubeconfig=config,
+    )
 
     # Status, Events and a rollout restart, as the ServiceAccount.
     kubectl.apply(remediated_monitor("restarts", "codebase-mcp", RESTART))
@@ -126,10 +137,26 @@ def test_the_operator_does_its_whole_job_with_the_charts_rbac_and_no_more(
     assert event(kubectl, "restarts", "RestartTriggered")
     assert event(kubectl, "restarts", "HealthUnhealthy")
 
+    # Its Lease, created and renewed (patched) as the ServiceAccount, and listed.
+    lease = kubectl.json("lease", "mcp-health-operator-op-0")
+    assert lease["spec"]["holderIdentity"] == "op-0"
+    renewed = lease["spec"]["renewTime"]
+    wait_for(
+        lambda: kubectl.json("lease", "mcp-health-operator-op-0")["spec"]["renewTime"] != renewed,
+        timeout=10,
+        what="the Lease renewed",
+    )
+
     log = op.log.read_text()
     # Not after a comma: a log timestamp's milliseconds may read 403.
-    refused = re.search(r"(?<!,)\b403\b", log) or "forbidden" in log.lower()
-    assert not refused, log[-3000:]
+    forbidden = re.search(r"(?<!,)\b403\b", log) or "forbidden" in log.lower()
+    assert not forbidden, log[-3000:]
+    assert "joined as op-0" in log and "members: op-0" in log, log[-3000:]
+    # Leaving deletes the Lease (graceful stop).
+    op.stop()
+    gone = kubectl("get", "lease", "mcp-health-operator-op-0", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stderr
+    assert "forbidden" not in op.log.read_text().lower()
 
     # And nothing more than the chart grants.
     refused = {
@@ -145,6 +172,7 @@ def test_the_operator_does_its_whole_job_with_the_charts_rbac_and_no_more(
             '{"spec": {"probe": {"interval": "9s"}}}',
         ),
         "list Nodes": ("get", "nodes"),
+        "read Leases of another namespace": ("get", "leases", "-n", "default"),
     }
     for what, args in refused.items():
         done = as_operator(config, *args)

@@ -98,3 +98,15 @@ def test_bad_arguments_are_refused_by_the_parser() -> None:
     done = mcp_health("check", "http://x", "--transport", "carrier-pigeon")
     assert done.returncode == 2
     assert "invalid choice: 'carrier-pigeon'" in done.stderr
+
+
+def test_contradictory_membership_flags_are_refused_before_anything_starts() -> None:
+    done = mcp_health("run", "--membership", "--lease-duration", "5", "--lease-renew", "5")
+    assert done.returncode == 2
+    assert "--lease-renew must be shorter than --lease-duration" in done.stderr
+    done = mcp_health("run", "--membership", "leader", "--member-group", "not a label/")
+    assert done.returncode == 2
+    assert "--member-group must be a label value" in done.stderr
+    done = mcp_health("run", "--membership", "majority")
+    assert done.returncode == 2
+    assert "invalid choice: 'majority'" in done.stderr

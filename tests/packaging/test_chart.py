@@ -109,6 +109,7 @@ REMEDIATION_GRANTS = (
     | expand("", "pods", "get list delete")
 )
 CRD_GRANTS = expand("apiextensions.k8s.io", "customresourcedefinitions", "get list watch")
+LEASE_GRANTS = expand("coordination.k8s.io", "leases", "get list watch create update patch delete")
 
 
 # -- the generated copies -------------------------------------------------------------
@@ -205,6 +206,14 @@ def test_a_wrong_value_fails_with_the_schemas_message(
         ),
         ({"remediation": {"workloadKinds": []}}, "remediation.enabled=true needs at least one"),
         (
+            {"replicaCount": 2, "membership": {"mode": "off"}},
+            "replicaCount > 1 needs membership.mode shard or leader",
+        ),
+        (
+            {"membership": {"renewSeconds": 15, "leaseDurationSeconds": 15}},
+            "membership.renewSeconds must be less than leaseDurationSeconds",
+        ),
+        (
             {"serviceAccount": {"create": False}},
             "serviceAccount.name is required when serviceAccount.create is false",
         ),
@@ -238,9 +247,18 @@ def test_cluster_scope_renders_a_least_privilege_cluster_role(helm_cli: Helm) ->
         "ClusterRoleBinding",
         "ConfigMap",
         "Deployment",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
+    # Membership Leases: in the release namespace only.
+    members = one(docs, "Role")
+    assert members["metadata"]["namespace"] == "mcp-health"
+    assert grants(members["rules"]) == LEASE_GRANTS
+    assert one(docs, "RoleBinding")["roleRef"]["name"] == members["metadata"]["name"]
+    off = kinds(helm_cli.render({"membership": {"mode": "off"}}))
+    assert "Role" not in off and "RoleBinding" not in off
     role = one(docs, "ClusterRole")
     assert grants(role["rules"]) == BASE_GRANTS | REMEDIATION_GRANTS | CRD_GRANTS
     binding = one(docs, "ClusterRoleBinding")
@@ -265,8 +283,16 @@ def test_namespace_globs_add_namespace_listing_to_the_cluster_role(helm_cli: Hel
 def test_namespaced_scope_renders_a_role_per_watched_namespace(helm_cli: Helm) -> None:
     docs = helm_cli.render(NAMESPACED)
     by_kind = kinds(docs)
-    roles = {r["metadata"]["namespace"]: r for r in by_kind["Role"]}
-    bindings = {b["metadata"]["namespace"]: b for b in by_kind["RoleBinding"]}
+    lease_roles = [r for r in by_kind["Role"] if r["metadata"]["name"].endswith("-members")]
+    assert [(r["metadata"]["namespace"], grants(r["rules"])) for r in lease_roles] == [
+        ("mcp-health", LEASE_GRANTS)
+    ]
+    roles = {r["metadata"]["namespace"]: r for r in by_kind["Role"] if r not in lease_roles}
+    bindings = {
+        b["metadata"]["namespace"]: b
+        for b in by_kind["RoleBinding"]
+        if not b["metadata"]["name"].endswith("-members")
+    }
     assert set(roles) == set(bindings) == {"team-a", "team-b"}
     for ns, role in roles.items():
         assert grants(role["rules"]) == BASE_GRANTS | REMEDIATION_GRANTS, ns
@@ -303,12 +329,14 @@ def test_deployment_is_hardened_and_maps_values_to_flags(helm_cli: Helm) -> None
                 "allowUrls": ["https://*.example.com:443", "http://10.0.0.1:8000"],
             },
             "remediation": {"paused": True},
+            "replicaCount": 3,
+            "membership": {"mode": "leader", "leaseDurationSeconds": 10, "renewSeconds": 2.5},
         }
     )
     deploy = one(docs, "Deployment")
     spec = deploy["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 3
+    assert spec["strategy"] == {"type": "RollingUpdate"}
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -327,7 +355,19 @@ def test_deployment_is_hardened_and_maps_values_to_flags(helm_cli: Helm) -> None
         "--allow-url=https://*.example.com:443",
         "--allow-url=http://10.0.0.1:8000",
         "--pause-remediation",
+        "--membership=leader",
+        "--lease-duration=10",
+        "--lease-renew=2.5",
     ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["MCP_HEALTH_MEMBER_GROUP"]["value"] == "rel-mcp-health-operator"
+    single = one(helm_cli.render({"membership": {"mode": "off"}}), "Deployment")
+    assert single["spec"]["replicas"] == 1
+    assert single["spec"]["strategy"] == {"type": "Recreate"}
+    single_args = single["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in single_args if a.startswith(("--membership", "--lease"))]
     assert container["ports"] == [{"name": "metrics", "containerPort": 9191, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
@@ -347,10 +387,13 @@ def test_the_flags_exist_in_the_cli(helm_cli: Helm) -> None:
             "targets": {"allowCrossNamespace": True, "allowUrls": ["https://x:443"]},
             "remediation": {"enabled": False},
             "operator": {"verbose": True},
+            "membership": {"mode": "leader", "leaseDurationSeconds": 9, "renewSeconds": 3},
         }
     )
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     parsed = build_parser().parse_args(["run", *args])
+    assert parsed.membership == "leader"
+    assert parsed.lease_duration == 9 and parsed.lease_renew == 3
     assert parsed.namespaces == ["a"]
     assert parsed.allow_cross_namespace and parsed.pause_remediation and parsed.verbose
     assert parsed.allow_url == ["https://x:443"]
@@ -485,7 +528,7 @@ def test_helm_install_creates_the_objects(
         name = f"{release}-mcp-health-operator"
         deploy = kubectl.json("deployment", name)
         assert deploy["spec"]["replicas"] == 1
-        assert deploy["spec"]["strategy"]["type"] == "Recreate"
+        assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
         kubectl.json("serviceaccount", name)
         service = kubectl.json("service", f"{name}-metrics")
         assert service["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
@@ -527,7 +570,11 @@ def test_helm_install_creates_the_objects(
         assert can("create", "events", watched)
         assert can("get", "secrets", watched)
         assert can("patch", "deployments.apps", watched)
+        # Membership Leases in the release namespace...
+        for verb in ("get", "list", "watch", "create", "update", "patch", "delete"):
+            assert can(verb, "leases.coordination.k8s.io", release_ns), verb
         # ...and no more.
+        assert not can("create", "leases.coordination.k8s.io", watched)
         assert not can("list", "secrets", watched)
         assert not can("delete", "deployments.apps", watched)
         assert not can("update", "mcphealthmonitors.mcphealth.dev", watched)

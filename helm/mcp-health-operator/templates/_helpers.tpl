@@ -74,6 +74,12 @@ work. Included by every template that depends on them, so `helm template`,
 {{- if and $v.metrics.serviceMonitor.enabled (not $v.metrics.service.enabled) -}}
   {{- fail "metrics.serviceMonitor.enabled=true needs metrics.service.enabled=true (the ServiceMonitor selects the metrics Service)" -}}
 {{- end -}}
+{{- if and (eq $v.membership.mode "off") (gt (int $v.replicaCount) 1) -}}
+  {{- fail "replicaCount > 1 needs membership.mode shard or leader: with mode off every pod would probe and remediate every monitor" -}}
+{{- end -}}
+{{- if ge (float64 $v.membership.renewSeconds) (float64 $v.membership.leaseDurationSeconds) -}}
+  {{- fail "membership.renewSeconds must be less than leaseDurationSeconds" -}}
+{{- end -}}
 {{- if and $v.remediation.enabled (not $v.remediation.workloadKinds) -}}
   {{- fail "remediation.enabled=true needs at least one entry in remediation.workloadKinds (Deployment, StatefulSet); set remediation.enabled=false to turn remediation off" -}}
 {{- end -}}
