@@ -36,6 +36,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--memory-limit-mb", type=float, default=2048.0)
     parser.add_argument(
+        "--scale-pool-delay",
+        type=float,
+        default=0.0,
+        help="seconds the scale_pool tool waits before resizing (a slow action, for tests)",
+    )
+    parser.add_argument(
         "--bearer-token-file",
         default=os.environ.get("SAMPLE_BEARER_TOKEN_FILE"),
         help="require 'Authorization: Bearer <contents of this file>' on every request",
@@ -59,7 +65,7 @@ async def run(args: argparse.Namespace) -> None:
         memory_limit_mb=args.memory_limit_mb,
         server_name=profile.name,
     )
-    mcp = server.build(profile, pool, health)
+    mcp = server.build(profile, pool, health, scale_delay_s=args.scale_pool_delay)
     # Read once at start-up, before serving: blocking is harmless here.
     token_file = Path(args.bearer_token_file) if args.bearer_token_file else None
     token = token_file.read_text().strip() if token_file else None

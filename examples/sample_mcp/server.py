@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ PROFILES = {
 }
 
 
-def build(profile: Profile, pool: DatabasePool, health: HealthService) -> MCPServer[Any]:
+def build(
+    profile: Profile, pool: DatabasePool, health: HealthService, *, scale_delay_s: float = 0.0
+) -> MCPServer[Any]:
     mcp: MCPServer[Any] = MCPServer(
         profile.name, version=profile.version, instructions=profile.instructions
     )
@@ -58,6 +61,9 @@ def build(profile: Profile, pool: DatabasePool, health: HealthService) -> MCPSer
         """Resize the database connection pool live (no restart)."""
         if size < 1:
             raise ValueError("size must be at least 1")
+        if scale_delay_s:
+            # A slow resize, so a caller can be interrupted mid-action in tests.
+            await asyncio.sleep(scale_delay_s)
         await pool.resize(size)
         return json.dumps({"pool_size": pool.size})
 

@@ -23,6 +23,7 @@ from mcp_health_operator.monitor import MonitorObject, MonitorWorker
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+CRASH_BACKOFF_S = 5.0
 
 
 class Fleet:
@@ -93,8 +94,11 @@ class Fleet:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # A bug must not take the other monitors down; this one restarts.
+            # A bug must not take the other monitors down; this one restarts,
+            # after a pause so that a crash at start-up (say, the API server
+            # away while it reads its Service) cannot spin.
             log.exception("monitor %s/%s crashed; restarting it", *key)
+            await asyncio.sleep(CRASH_BACKOFF_S)
             if self.workers.get(key) is worker:
                 self._stop(key)
                 self.upsert(self.objects.get(key, worker.obj))

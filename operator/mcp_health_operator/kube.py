@@ -83,8 +83,11 @@ class Kube:
         self.status_writes += 1
         return True
 
-    async def post_event(self, ref: ObjectRef, spec: EventSpec, post: Post) -> None:
-        now = datetime.now(UTC)
+    async def post_event(
+        self, ref: ObjectRef, spec: EventSpec, post: Post, *, when: datetime | None = None
+    ) -> None:
+        """Create or bump an Event; ``when`` it happened, if it is posted late (default now)."""
+        now = when or datetime.now(UTC)
         self.event_posts += 1
         if not post.create:
             try:

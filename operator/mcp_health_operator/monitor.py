@@ -39,6 +39,8 @@ from mcp_health_operator.remediator import Remediator
 
 log = logging.getLogger(__name__)
 
+MAX_UNPOSTED_EVENTS = 50
+
 
 @dataclass(frozen=True)
 class MonitorObject:
@@ -114,6 +116,10 @@ class MonitorWorker:
             fleet_state=fleet_state or (lambda: remediation.FleetState(1, 0, 0)),
             status=obj.status,
         )
+        # Events the API server refused or never saw (an outage), by Event
+        # name, to post again before the next ones: the aggregator has
+        # already counted them, so a name holds only its latest count.
+        self._unposted: dict[str, tuple[events.EventSpec, events.Post, datetime]] = {}
         self._wake = asyncio.Event()
         self._next_delay: float | None = None
         self.probes = 0
@@ -282,6 +288,8 @@ class MonitorWorker:
         self.history = verdict.history()
         self.reachable = verdict.reachable
         await self._write(new_status, thresholds)
+        if self._unposted:
+            await self._post_unposted()
         for spec_event in [*transitions, *(more_events or [])]:
             await self._event(spec_event)
         if spec.remediation is not None:
@@ -329,10 +337,28 @@ class MonitorWorker:
             event=spec_event,
             now=asyncio.get_running_loop().time(),
         )
-        try:
-            await self.kube.post_event(ref, spec_event, post)
-        except Exception as exc:
-            log.warning("event %s for %s failed: %s", spec_event.reason, _key(ref), exc)
+        self._unposted.pop(post.name, None)
+        self._unposted[post.name] = (spec_event, post, datetime.now(UTC))
+        while len(self._unposted) > MAX_UNPOSTED_EVENTS:  # a long outage: keep the newest
+            del self._unposted[next(iter(self._unposted))]
+        await self._post_unposted()
+
+    async def _post_unposted(self) -> None:
+        """Post the Events not yet posted, oldest first; stop at the first failure."""
+        ref = self.obj.ref
+        for name, (spec_event, post, when) in list(self._unposted.items()):
+            try:
+                await self.kube.post_event(ref, spec_event, post, when=when)
+            except Exception as exc:
+                log.warning(
+                    "event %s for %s failed (%d waiting): %s",
+                    spec_event.reason,
+                    _key(ref),
+                    len(self._unposted),
+                    exc,
+                )
+                return
+            del self._unposted[name]
 
     # -- configuration --------------------------------------------------------
 

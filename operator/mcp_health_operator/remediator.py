@@ -141,7 +141,11 @@ class Remediator:
         if intent is None:
             self.suppressed = None
             return
-        workload = await self._workload(spec, ref, intent)
+        try:
+            workload = await self._workload(spec, ref, intent)
+        except Exception as exc:  # the API server may be away: decide at a later probe
+            log.warning("reading the workload of %s/%s failed: %s", ref.namespace, ref.name, exc)
+            return
         decision = remediation.decide(
             intent,
             policy,

@@ -104,35 +104,44 @@ class Operator:
 OperatorFactory = Callable[..., Operator]
 
 
+def start_operator(namespace: str, kubeconfig: Path, log: Path, *flags: str) -> Operator:
+    """``mcp-health run`` for ``namespace`` as a subprocess, once its metrics port answers."""
+    port = _procs.free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mcp_health_operator.cli",
+            "run",
+            "--namespace",
+            namespace,
+            "--metrics-port",
+            str(port),
+            "--metrics-host",
+            "127.0.0.1",
+            *flags,
+        ],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    _procs.wait_for_port("127.0.0.1", port, timeout=30, proc=proc, log=log)
+    return Operator(proc, port, log)
+
+
 @pytest.fixture
 def operator(kubectl: Kubectl, tmp_path: Path) -> Iterator[OperatorFactory]:
     """Start ``mcp-health run`` for the test's namespace with extra flags."""
     started: list[Operator] = []
 
     def start(*flags: str, kubeconfig: Path | None = None) -> Operator:
-        port = _procs.free_port()
-        log = tmp_path / f"operator-{len(started)}.log"
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mcp_health_operator.cli",
-                "run",
-                "--namespace",
-                kubectl.namespace,
-                "--metrics-port",
-                str(port),
-                "--metrics-host",
-                "127.0.0.1",
-                *flags,
-            ],
-            env={**os.environ, "KUBECONFIG": str(kubeconfig or kubectl.plane.kubeconfig)},
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        op = start_operator(
+            kubectl.namespace,
+            kubeconfig or kubectl.plane.kubeconfig,
+            tmp_path / f"operator-{len(started)}.log",
+            *flags,
         )
-        _procs.wait_for_port("127.0.0.1", port, timeout=30, proc=proc, log=log)
-        op = Operator(proc, port, log)
         started.append(op)
         return op
 

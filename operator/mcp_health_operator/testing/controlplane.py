@@ -334,6 +334,18 @@ class ControlPlane:
         )
         self.kubeconfig.chmod(0o600)
 
+    def stop_apiserver(self) -> None:
+        """Stop only kube-apiserver (an API outage); etcd and the data stay."""
+        _procs.stop(self._apiserver)
+        self._apiserver = None
+
+    def start_apiserver(self, *, timeout: float = 120) -> None:
+        """Start kube-apiserver again on the same port, certificates and etcd."""
+        if self._apiserver is not None and self._apiserver.poll() is None:
+            return
+        pki = self.workdir / "pki"
+        self._start_apiserver(apiserver_binary(), pki, timeout=timeout)
+
     def stop(self) -> None:
         _procs.stop(self._apiserver)
         _procs.stop(self._etcd)
