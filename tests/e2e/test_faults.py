@@ -104,6 +104,12 @@ def second_pg() -> Iterator[Postgres]:
     shutil.rmtree(server.workdir, ignore_errors=True)
 
 
+SLOW_SCALE_S = 6.0
+SCALE_BY_TOOL = """    cooldown: 10m
+    poolScaling: {after: 2s, step: 5, max: 50, method: mcpTool}
+"""
+
+
 RESTART_SOON = """    cooldown: 10m
     workload: {{name: {workload}}}
     restart: {{after: 3s}}
@@ -117,32 +123,40 @@ def test_api_server_away_for_a_minute_probing_goes_on_and_nothing_is_lost_or_dou
     second_pg: Postgres,
     tmp_path: Path,
 ) -> None:
-    """Two targets change state while kube-apiserver is stopped for 60 s.
+    """Three targets change state while kube-apiserver is stopped for 60 s.
 
     ``a`` turns Unhealthy, recovers and turns Unhealthy again (restart due
-    during the outage); ``b`` turns Unhealthy (restart due) and recovers.
-    Afterwards: both statuses right, the transitions' Events there, ``a``
-    restarted exactly once after the API returned, ``b`` never.
+    during the outage); ``b`` turns Unhealthy (restart due) and recovers;
+    ``c``'s pool is exhausted (scaling by its MCP tool due: an action that
+    needs no API call, held only by the ledger write). Afterwards: the
+    statuses right, the transitions' Events there, ``a`` restarted and ``c``
+    scaled exactly once after the API returned, ``b`` never touched.
     """
     kubectl = own_plane
     plane = kubectl.plane
     ns = kubectl.namespace
     server_a = sample_server("codebase-mcp", dsn=own_pg.dsn)
     server_b = sample_server("workflow-mcp", dsn=second_pg.dsn)
-    flags: list[str] = []
+    server_c = sample_server("codebase-mcp", dsn=second_pg.dsn, pool_size=10)
+    # Three monitors failing at once would trip the mass-failure breaker
+    # (tested on its own); here every due action must go through.
+    flags = ["--breaker-min-monitors", "10"]
     for name, server in (("a", server_a), ("b", server_b)):
         kubectl.apply(service(name))
         kubectl.apply(deployment(name))
         finish_rollout(kubectl, name)
         flags += resolve(ns, name, server)
         kubectl.apply(remediated_monitor(name, name, RESTART_SOON.format(workload=name)))
+    kubectl.apply(service("c"))
+    flags += resolve(ns, "c", server_c)
+    kubectl.apply(remediated_monitor("c", "c", SCALE_BY_TOOL))
     op = start_operator(ns, plane.kubeconfig, tmp_path / "operator.log", *flags)
     try:
-        for name in ("a", "b"):
+        for name in ("a", "b", "c"):
             wait_for(partial(is_healthy, kubectl, name), timeout=30, what=f"{name} Healthy")
         plane.stop_apiserver()
         down = time.monotonic()
-        before = {name: probes(op, name) for name in ("a", "b")}
+        before = {name: probes(op, name) for name in ("a", "b", "c")}
 
         def at(second: float) -> None:
             time.sleep(max(0.0, down + second - time.monotonic()))
@@ -153,10 +167,14 @@ def test_api_server_away_for_a_minute_probing_goes_on_and_nothing_is_lost_or_dou
         at(20)  # both Unhealthy for > restart.after: a restart is due for both
         own_pg.start()
         second_pg.start()
+        at(25)
+        asyncio.run(_saturate(server_c, 10))  # c: pool exhausted, scaling due from ~28 s
         at(35)
         own_pg.stop()  # a: Unhealthy again; b stays recovered
         at(OUTAGE_S)
-        during = {name: probes(op, name) - before[name] for name in ("a", "b")}
+        during = {name: probes(op, name) - before[name] for name in ("a", "b", "c")}
+        # No ledger write, no action: c's pool was not touched during the outage.
+        assert _pool_total(server_c) == 10
         outage = time.monotonic() - down
         assert op.proc.poll() is None, "the operator died while the API server was away"
         plane.start_apiserver()
@@ -195,6 +213,13 @@ def test_api_server_away_for_a_minute_probing_goes_on_and_nothing_is_lost_or_dou
         ledger_b = remediation_status(kubectl, "b")
         assert not ledger_b.get("actionTimes"), ledger_b  # a failed ledger write is no action
         assert status_b["consecutiveFailures"] == 0
+
+        # c: scaled once by its tool after the API returned, not before, not twice.
+        scaled = wait_for(lambda: event(kubectl, "c", "PoolScaled"), timeout=30, what="c scaled")
+        assert len(scaled) == 1 and "size 10 -> 15" in scaled[0]["message"]
+        assert _pool_total(server_c) == 15
+        ledger_c = remediation_status(kubectl, "c")
+        assert ledger_c["actionsInWindow"] == 1 and ledger_c["lastResult"] == "success", ledger_c
         assert op.proc.poll() is None
     finally:
         op.stop()
@@ -273,12 +298,6 @@ def test_postgres_flapping_aggregates_events_and_restarts_stay_within_cooldown_a
     assert by_reason["HealthRecovered"] >= flaps - 1, by_reason
     assert all(n <= 5 for n in per_reason_objects.values()), per_reason_objects
     assert objects < occurrences / 2, (objects, occurrences)
-
-
-SLOW_SCALE_S = 6.0
-SCALE_BY_TOOL = """    cooldown: 10m
-    poolScaling: {after: 2s, step: 5, max: 50, method: mcpTool}
-"""
 
 
 def test_operator_killed_mid_remediation_does_not_repeat_it_inside_the_cooldown(

@@ -1,0 +1,207 @@
+"""The remediator and a monitor's Events when the API server fails them.
+
+No action without a written ledger record, no exception out of a failed
+workload read, no Event lost to an outage. The same faults on real parts are
+in ``tests/e2e/test_faults.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any, cast
+
+from mcp_health_operator import events, spec
+from mcp_health_operator.config import Config
+from mcp_health_operator.judge import Health
+from mcp_health_operator.kube import Kube, ObjectRef
+from mcp_health_operator.metrics import MonitorFigures
+from mcp_health_operator.monitor import MAX_UNPOSTED_EVENTS, MonitorObject, MonitorWorker
+from mcp_health_operator.probe import Prober
+from mcp_health_operator.remediation import FleetState
+from mcp_health_operator.remediator import Remediator
+
+REF = ObjectRef("default", "codebase", "uid-1")
+T0 = 1_790_000_000.0
+ROLLED_OUT = {
+    "metadata": {"generation": 1},
+    "spec": {"replicas": 1},
+    "status": {
+        "observedGeneration": 1,
+        "replicas": 1,
+        "updatedReplicas": 1,
+        "availableReplicas": 1,
+    },
+}
+
+
+class FakeKube:
+    """The API server as the remediator and the Event poster use it; it can be 'down'."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.restarts: list[str] = []
+        self.posted: list[tuple[str, int, datetime | None]] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionError("All connection attempts failed")
+
+    async def workload(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
+        self._check()
+        return ROLLED_OUT
+
+    async def restart(self, namespace: str, kind: str, name: str, when: datetime) -> None:
+        self._check()
+        self.restarts.append(name)
+
+    async def post_event(
+        self,
+        ref: ObjectRef,
+        spec_event: events.EventSpec,
+        post: events.Post,
+        *,
+        when: datetime | None = None,
+    ) -> None:
+        self._check()
+        self.posted.append((spec_event.reason, post.count, when))
+
+
+RESTART = spec.parse(
+    {
+        "target": {"service": {"name": "codebase-mcp", "port": 8000}},
+        "remediation": {"workload": {"name": "codebase-mcp"}, "restart": {"after": "30s"}},
+    }
+).remediation
+assert RESTART is not None
+
+
+class Run:
+    """One remediator, Unhealthy for a minute, with writes that succeed unless the API is down."""
+
+    def __init__(self) -> None:
+        self.kube = FakeKube()
+        self.now = T0
+        self.remediator = Remediator(
+            kube=cast(Kube, self.kube),
+            config=Config(),
+            figures=MonitorFigures("default", "codebase", "svc/codebase-mcp:8000"),
+            fleet_state=lambda: FleetState(1, 1, 0),
+            status={},
+            clock=lambda: self.now,
+        )
+        self.remediator.unhealthy_since = T0 - 60
+        self.written: list[dict[str, Any]] = []
+        self.events: list[str] = []
+
+    async def write(self, fields: dict[str, Any]) -> bool:
+        if self.kube.down:
+            return False
+        self.written.append(fields)
+        return True
+
+    async def post(self, event: events.EventSpec) -> None:
+        self.events.append(event.reason)
+
+    def step(self) -> None:
+        assert RESTART is not None
+        asyncio.run(
+            self.remediator.step(
+                spec=RESTART,
+                ref=REF,
+                annotations={},
+                health=Health.UNHEALTHY,
+                pool_size=None,
+                prober=cast(Prober, None),
+                write=self.write,
+                post=self.post,
+            )
+        )
+
+
+def test_a_ledger_write_that_fails_means_no_action_and_no_phantom_record() -> None:
+    run = Run()
+    run.kube.down = True
+    run.kube.workload = _reachable_workload  # type: ignore[method-assign]
+    for _ in range(3):  # restart due at every probe of the outage
+        run.step()
+        run.now += 1
+    assert run.kube.restarts == []
+    assert not run.remediator.ledger.records
+    # The next write (any status write) must not carry an action never taken.
+    assert run.remediator.status_fields(RESTART)["remediation"]["actionTimes"] == []
+
+    run.kube.down = False
+    run.step()
+    run.now += 1
+    run.step()  # inside the cooldown now
+    assert run.kube.restarts == ["codebase-mcp"]
+    assert [r.result for r in run.remediator.ledger.records] == ["success"]
+    assert run.events == ["RestartTriggered", "RestartSuppressed"]
+
+
+async def _reachable_workload(namespace: str, kind: str, name: str) -> dict[str, Any]:
+    # The read went through just before the API server went away; the write did not.
+    return ROLLED_OUT
+
+
+def test_a_failed_workload_read_is_no_decision_and_no_exception() -> None:
+    run = Run()
+    run.kube.down = True
+    run.step()
+    assert run.kube.restarts == [] and run.written == [] and run.events == []
+    assert run.remediator.suppressed is None
+
+    run.kube.down = False
+    run.step()
+    assert run.kube.restarts == ["codebase-mcp"]
+
+
+def worker(kube: FakeKube) -> MonitorWorker:
+    obj = MonitorObject(ref=REF, generation=1, spec={})
+    return MonitorWorker(
+        obj, kube=cast(Kube, kube), config=Config(), aggregator=events.Aggregator()
+    )
+
+
+def test_events_of_an_outage_are_posted_in_order_once_the_api_server_is_back() -> None:
+    kube = FakeKube()
+    w = worker(kube)
+    unhealthy = events.EventSpec(events.WARNING, "HealthUnhealthy", "Unhealthy: db down")
+    recovered = events.EventSpec(events.NORMAL, "HealthRecovered", "Healthy again")
+
+    async def scenario() -> None:
+        kube.down = True
+        await w._event(unhealthy)
+        await w._event(recovered)
+        await w._event(unhealthy)  # the same Event again: one name, count 2
+        assert kube.posted == []
+        kube.down = False
+        await w._post_unposted()
+
+    asyncio.run(scenario())
+    assert [(reason, count) for reason, count, _ in kube.posted] == [
+        ("HealthRecovered", 1),
+        ("HealthUnhealthy", 2),
+    ]
+    times = [when for _, _, when in kube.posted]
+    assert all(t is not None for t in times)  # stamped when they happened, not when posted
+    assert w._unposted == {}
+
+
+def test_a_long_outage_keeps_only_the_newest_events() -> None:
+    kube = FakeKube()
+    w = worker(kube)
+
+    async def scenario() -> None:
+        kube.down = True
+        for i in range(MAX_UNPOSTED_EVENTS + 30):
+            await w._event(events.EventSpec(events.WARNING, f"Reason{i}", f"message {i}"))
+        kube.down = False
+        await w._post_unposted()
+
+    asyncio.run(scenario())
+    reasons = [reason for reason, _, _ in kube.posted]
+    assert len(reasons) == MAX_UNPOSTED_EVENTS
+    assert reasons[-1] == f"Reason{MAX_UNPOSTED_EVENTS + 29}"
+    assert reasons[0] == "Reason30"
