@@ -40,12 +40,27 @@ class FakeKube:
 
     def __init__(self) -> None:
         self.down = False
+        self.writes_down = False  # reads still answered: the API server going away mid-step
+        self.status: dict[str, Any] = {}
         self.restarts: list[str] = []
         self.posted: list[tuple[str, int, datetime | None]] = []
 
     def _check(self) -> None:
         if self.down:
             raise ConnectionError("All connection attempts failed")
+
+    async def monitor(self, ref: ObjectRef) -> dict[str, Any]:
+        self._check()
+        return {"metadata": {"resourceVersion": "1"}, "status": self.status}
+
+    async def patch_status(
+        self, ref: ObjectRef, status: dict[str, Any], *, resource_version: str | None = None
+    ) -> bool:
+        self._check()
+        if self.writes_down:
+            raise ConnectionError("All connection attempts failed")
+        self.status = {**self.status, **status}
+        return True
 
     async def workload(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
         self._check()
@@ -95,7 +110,7 @@ class Run:
         self.events: list[str] = []
 
     async def write(self, fields: dict[str, Any]) -> bool:
-        if self.kube.down:
+        if self.kube.down or self.kube.writes_down:
             return False
         self.written.append(fields)
         return True
@@ -121,8 +136,7 @@ class Run:
 
 def test_a_ledger_write_that_fails_means_no_action_and_no_phantom_record() -> None:
     run = Run()
-    run.kube.down = True
-    run.kube.workload = _reachable_workload  # type: ignore[method-assign]
+    run.kube.writes_down = True
     for _ in range(3):  # restart due at every probe of the outage
         run.step()
         run.now += 1
@@ -131,18 +145,13 @@ def test_a_ledger_write_that_fails_means_no_action_and_no_phantom_record() -> No
     # The next write (any status write) must not carry an action never taken.
     assert run.remediator.status_fields(RESTART)["remediation"]["actionTimes"] == []
 
-    run.kube.down = False
+    run.kube.writes_down = False
     run.step()
     run.now += 1
     run.step()  # inside the cooldown now
     assert run.kube.restarts == ["codebase-mcp"]
     assert [r.result for r in run.remediator.ledger.records] == ["success"]
     assert run.events == ["RestartTriggered", "RestartSuppressed"]
-
-
-async def _reachable_workload(namespace: str, kind: str, name: str) -> dict[str, Any]:
-    # The read went through just before the API server went away; the write did not.
-    return ROLLED_OUT
 
 
 def test_a_failed_workload_read_is_no_decision_and_no_exception() -> None:
