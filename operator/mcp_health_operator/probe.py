@@ -44,6 +44,7 @@ import functools
 import json
 import ssl
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -268,7 +269,23 @@ class Prober:
                 if not failure.keep_session:
                     await self._discard()
                 return self._failed(started, failure)
-        return await self._probe_afresh(started, budget)
+            return await self._probe_afresh(started, budget)
+        if self.target.transport is Transport.HTTP or not self._needs_handshake():
+            return await self._probe_afresh(started, budget)
+        # A handshake costs ten times a read: a thousand monitors starting at
+        # once would each time out while the others' handshakes hold the loop.
+        # Waiting for a slot is the operator's queue, not the server's
+        # latency, so the probe's clock starts after it.
+        async with _handshake_slots():
+            return await self._probe_afresh(time.perf_counter(), budget)
+
+    def _needs_handshake(self) -> bool:
+        holder = self._session_holder
+        return (
+            holder is None
+            or holder.client is None
+            or time.monotonic() - self._connected_at >= self.rehandshake_after
+        )
 
     def _steady(self) -> bool:
         """A read request is ready on a live session that is not due for a re-handshake."""
@@ -288,7 +305,11 @@ class Prober:
             with anyio.fail_after(remaining):
                 document = await self._read_guarded()
         except TimeoutError:
-            await self._discard()
+            # A read that timed out on a session just made leaves the session
+            # as good as it was (as on the steady path); a handshake that
+            # timed out leaves none.
+            if self._refused is not None or not self._steady():
+                await self._discard()
             if self._refused is not None:
                 return self._failed(started, self._refused)
             return self._result(Outcome.TIMEOUT, started, message=f"no answer within {budget:g}s")
@@ -823,6 +844,21 @@ _EVENT_ENDS = (b"\n\n", b"\r\r", b"\n\r")
 def _ssl_context(ca_file: str | None, ca_data: str | None) -> ssl.SSLContext:
     """One context per CA bundle: building one costs ~20 ms of CPU, so never per client."""
     return ssl.create_default_context(cafile=ca_file, cadata=ca_data)
+
+
+# Handshakes in flight at once, per event loop (see ``Prober.probe``).
+MAX_HANDSHAKES = 32
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _handshake_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(MAX_HANDSHAKES)
+    return slots
 
 
 def _retrieve(future: asyncio.Future[Client]) -> None:
