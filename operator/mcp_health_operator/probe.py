@@ -241,6 +241,7 @@ class Prober:
         self._pool: wire.Pool | None = None
         self._request_id = 0
         self._mcp_session_id: str | None = None
+        self._has_resources = False
 
     @property
     def url(self) -> str:
@@ -280,22 +281,16 @@ class Prober:
             return await self._probe_afresh(time.perf_counter(), budget)
 
     def _needs_handshake(self) -> bool:
+        if time.monotonic() - self._connected_at >= self.rehandshake_after:
+            return True
+        if self._request is not None and self._request.session_id is None:
+            return False  # nothing held on either side (see _session)
         holder = self._session_holder
-        return (
-            holder is None
-            or holder.client is None
-            or time.monotonic() - self._connected_at >= self.rehandshake_after
-        )
+        return holder is None or holder.client is None
 
     def _steady(self) -> bool:
         """A read request is ready on a live session that is not due for a re-handshake."""
-        holder = self._session_holder
-        return (
-            self._request is not None
-            and holder is not None
-            and time.monotonic() - self._connected_at < self.rehandshake_after
-            and holder.client is not None
-        )
+        return self._request is not None and not self._needs_handshake()
 
     async def _probe_afresh(self, started: float, budget: float) -> ProbeResult:
         remaining = max(budget - (time.perf_counter() - started), 0.0)
@@ -357,7 +352,7 @@ class Prober:
         if self.target.transport is Transport.HTTP:
             raise ValueError("calling a tool needs an MCP transport, not plain http")
         with anyio.fail_after(timeout):
-            client = await self._session()
+            client = await self._session(hold=True)
             result = await client.call_tool(name, arguments)
         text = " ".join(getattr(c, "text", "") for c in result.content).strip()
         if result.is_error:
@@ -490,7 +485,7 @@ class Prober:
 
     async def _session_with_resources(self) -> Client:
         client = await self._session()
-        if client.server_capabilities.resources is None:
+        if not self._has_resources:
             raise ProbeFailure(
                 Outcome.RESOURCE_NOT_FOUND,
                 "server does not serve resources (it declares no resources capability)",
@@ -532,7 +527,15 @@ class Prober:
                 ) from None
         raise ProbeFailure(Outcome.INVALID_DOCUMENT, "resource contents are neither text nor blob")
 
-    async def _session(self) -> Client:
+    async def _session(self, *, hold: bool = False) -> Client:
+        """The kept session, or a new one.
+
+        On Streamable HTTP a session the server keeps no state for (no
+        session id: the 2026 protocol) is not held once its read request is
+        made, unless ``hold`` (a tool call needs the SDK's client): a
+        thousand held SDK clients are ~400,000 objects, and each full
+        garbage collection would pause the event loop ~0.5 s to walk them.
+        """
         now = time.monotonic()
         if self._session_holder is not None and now - self._connected_at < self.rehandshake_after:
             client = self._session_holder.client
@@ -553,8 +556,12 @@ class Prober:
             protocol_version=client.protocol_version,
             transport=self.target.transport,
         )
-        if self.target.transport is Transport.STREAMABLE_HTTP:
+        self._has_resources = client.server_capabilities.resources is not None
+        if self.target.transport is Transport.STREAMABLE_HTTP and self._has_resources:
             self._request = self._read_request(client.protocol_version)
+            if self._request.session_id is None and not hold:
+                self._session_holder = None
+                await holder.close()
         return client
 
     def _read_request(self, version: str) -> _ReadRequest:
