@@ -150,12 +150,16 @@ def metric_samples(text: str, name: str) -> Iterable[tuple[dict[str, str], float
 
 def probe_counts(text: str) -> tuple[float, float]:
     """(all probes, failed probes) from the operator's ``mcp_probe_total``."""
-    total = failed = 0.0
+    outcomes = probe_outcomes(text)
+    return sum(outcomes.values()), sum(v for k, v in outcomes.items() if k != "Ok")
+
+
+def probe_outcomes(text: str) -> Counter[str]:
+    """Probes by outcome from the operator's ``mcp_probe_total``."""
+    out: Counter[str] = Counter()
     for labels, value in metric_samples(text, "mcp_probe_total"):
-        total += value
-        if labels.get("outcome") != "Ok":
-            failed += value
-    return total, failed
+        out[labels.get("outcome", "")] += int(value)
+    return out
 
 
 def api_requests(text: str) -> Counter[tuple[str, str]]:
@@ -525,7 +529,8 @@ class Run:
         self.say(f"measuring for {s.window_s:g}s")
         events0 = await self.events()
         api0 = api_requests(await self.api.metrics())
-        probes0, failed0 = probe_counts(await self.operator_metrics())
+        outcomes0 = probe_outcomes(await self.operator_metrics())
+        probes0, failed0 = sum(outcomes0.values()), sum(outcomes0.values()) - outcomes0["Ok"]
         reads0, connections0 = await self.fleet_stats()
         cpu0 = cpu_seconds(pid)
         servers_cpu0 = sum(cpu_seconds(p) for p in server_pids)
@@ -541,7 +546,11 @@ class Run:
         t1 = time.time()
         rss, hwm = memory_mb(pid)
         reads1, connections1 = await self.fleet_stats()
-        probes1, failed1 = probe_counts(await self.operator_metrics())
+        outcomes1 = probe_outcomes(await self.operator_metrics())
+        probes1, failed1 = sum(outcomes1.values()), sum(outcomes1.values()) - outcomes1["Ok"]
+        for outcome, count in (outcomes1 - outcomes0).items():
+            if outcome != "Ok":
+                figures[f"failed_{outcome}"] = count
         api1 = api_requests(await self.api.metrics())
         events1 = await self.events()
         arrivals = await self.arrivals(t0)
@@ -554,7 +563,8 @@ class Run:
         figures["probes_per_s"] = probes / elapsed
         figures["failed_probes"] = failed1 - failed0
         figures["failed_share"] = (failed1 - failed0) / probes if probes else math.nan
-        # A kept session should reuse its connection; a new one per read costs a TCP handshake.
+        # Kept-alive connections should carry many reads; a new one per read costs a TCP
+        # handshake. (The servers count client address:port pairs they have not seen.)
         reads_window = reads1 - reads0
         figures["new_connection_share"] = (
             (connections1 - connections0) / reads_window if reads_window else math.nan
@@ -959,6 +969,23 @@ def report(settings: Settings, results: list[RunResult]) -> str:
             met = "yes" if row.check(median, s) else "**no**"
         goal = row.goal.replace("interval x failureThreshold + 1 s", f"{s.detection_goal_s:g} s")
         lines.append(f"| {row.label} | {_fmt(row.fmt, median)} | {runs} | {goal} | {met} |")
+    failed = sorted(
+        {
+            k
+            for r in results
+            for k in r.figures
+            if k.startswith("failed_") and k not in ("failed_probes", "failed_share")
+        }
+    )
+    if failed:
+        lines += ["", "Failed probes in the window, by outcome:", ""]
+        lines += ["| outcome | median | runs |", "|---|---:|---|"]
+        for key in failed:
+            shares = [r.figures.get(key, 0.0) for r in results]
+            runs = " / ".join(f"{c:.0f}" for c in shares)
+            lines.append(
+                f"| {key.removeprefix('failed_')} | {statistics.median(shares):g} | {runs} |"
+            )
     requests: dict[str, list[int]] = {}
     for r in results:
         for key in r.requests:

@@ -77,6 +77,9 @@ async def run(args: argparse.Namespace) -> None:
         lifespan="on",
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
+        # Longer than a health probe's interval (5 s by default, uvicorn's own
+        # idle timeout too): a monitor's reads then keep one connection.
+        timeout_keep_alive=75,
     )
     watcher = (
         asyncio.create_task(watch_pool_size(pool, Path(args.pool_size_file)))

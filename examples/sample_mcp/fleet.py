@@ -15,8 +15,8 @@ path, each with its own health state::
                                       resource was read, T <= t (no since: all kept)
     POST /control/reset               every target healthy, arrival log cleared
     GET  /control/stats               {"targets": N, "reads": R, "connections": C}: reads so
-                                      far, and how many of them came on a connection other
-                                      than the target's previous read (a new client port)
+                                      far, and how many client connections (address and
+                                      port) they came on
 
 How: one ``MCPServer`` (one session manager) behind a Starlette route
 ``/t/{tid:int}/mcp``. The SDK hands the HTTP request that carried each
@@ -108,6 +108,7 @@ class Fleet:
         self.region = region
         self.reads = 0
         self.connections = 0
+        self._clients: set[tuple[str, int] | None] = set()
         self._rss_mb = 0.0
         self._rss_at = -1.0
         disk = shutil.disk_usage(os.getcwd())
@@ -138,6 +139,7 @@ class Fleet:
             target.client = None
         self.reads = 0
         self.connections = 0
+        self._clients.clear()
 
     def arrivals(self, since: float) -> dict[str, list[float]]:
         return {
@@ -148,9 +150,12 @@ class Fleet:
     def record(self, target: TargetState, client: tuple[str, int] | None = None) -> None:
         target.arrivals.append(time.time())
         self.reads += 1
-        if client is None or client != target.client:
+        target.client = client
+        # A client that shares its connections among targets (a pool per
+        # server) must not look like one connection per read.
+        if client is None or client not in self._clients:
             self.connections += 1
-            target.client = client
+            self._clients.add(client)
 
     def document(self, target: TargetState) -> dict[str, Any]:
         """The guide's HealthCheckResponse for one target."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import threading
 from urllib.parse import urlsplit
@@ -79,6 +80,10 @@ async def run(
     if server.hostname:
         port = server.port or (443 if server.scheme == "https" else 80)
         config = dataclasses.replace(config, api_server=(server.hostname, port))
+    # What is loaded by now (~120,000 objects of modules) lives as long as the
+    # process: keep it out of every full garbage collection, each of which
+    # would otherwise pause the probing loop ~0.1 s to walk it.
+    gc.freeze()
     client = AsyncClient(config=kubeconfig, field_manager="mcp-health-operator")
     kube = Kube(client, instance=config.identity or None)
     fleet = Fleet(kube=kube, config=config)

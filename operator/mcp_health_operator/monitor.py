@@ -156,8 +156,10 @@ class MonitorWorker:
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
+        # asyncio.timeout, not wait_for: no task per sleep.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     def _interval(self) -> float:
         return self._spec.probe.interval_s if self._spec is not None else 5.0
@@ -271,23 +273,33 @@ class MonitorWorker:
                 result.server.protocol_version,
                 result.server.transport.value,
             )
-        new_status = status.build(
+        fields = dict(extra or {})
+        fields.update(self.remediator.status_fields(spec.remediation))
+        key = status.key(
             verdict=verdict,
             obs=obs,
             thresholds=thresholds,
             identity=identity,
-            target=self.figures.target,
-            endpoint=prober.url if prober is not None else "",
             generation=self.obj.generation,
-            previous_conditions=self._conditions,
-            now=datetime.now(UTC),
+            extra=fields,
         )
-        if extra:
-            new_status.update(extra)
-        new_status.update(self.remediator.status_fields(spec.remediation))
         self.history = verdict.history()
         self.reachable = verdict.reachable
-        await self._write(new_status, thresholds)
+        # Nearly every probe writes nothing: build the status only when it may be written.
+        if self.budget.due(key, asyncio.get_running_loop().time()):
+            new_status = status.build(
+                verdict=verdict,
+                obs=obs,
+                thresholds=thresholds,
+                identity=identity,
+                target=self.figures.target,
+                endpoint=prober.url if prober is not None else "",
+                generation=self.obj.generation,
+                previous_conditions=self._conditions,
+                now=datetime.now(UTC),
+            )
+            new_status.update(fields)
+            await self._write(new_status, thresholds)
         if self._unposted:
             await self._post_unposted()
         for spec_event in [*transitions, *(more_events or [])]:

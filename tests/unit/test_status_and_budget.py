@@ -11,7 +11,7 @@ import pytest
 from mcp_health_operator import conditions as cond
 from mcp_health_operator import status
 from mcp_health_operator.judge import Health, History, Observation, Thresholds, Verdict, judge
-from tests.unit.test_judge import interpret_pool_utilization, ok, seed_document
+from tests.unit.test_judge import _DELETE, interpret_pool_utilization, ok, seed_document
 
 T0 = datetime(2025, 10, 13, 10, 30, 45, tzinfo=UTC)
 IDENTITY = status.Identity("codebase-mcp", "2.0.0", "2025-06-18", "streamable-http")
@@ -349,6 +349,54 @@ def test_significant_when_only_health_changes() -> None:
     k2 = status.significant(build_from(second, bad), Thresholds())
     k3 = status.significant(build_from(third, bad), Thresholds())
     assert k2 != k3
+
+
+@pytest.mark.parametrize(
+    "obs",
+    [
+        ok(),
+        ok(latency_ms=600.0),
+        ok({"connection_pool.pool_utilization": 0.79995}),  # rounds into the degraded band
+        ok({"connection_pool.pool_utilization": 0.97, "database_status": "degraded"}),
+        ok({"checks.database.status": "fail", "status": "unhealthy"}),
+        ok({"connection_pool": _DELETE, "checks": {}}),
+        Observation("Timeout", 1000.0, None, "no answer within 1s"),
+        Observation("Unauthorized", 3.0, None, "HTTP 401"),
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("identity", [IDENTITY, None])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"remediation": {"lastAction": "restart", "actionsInWindow": 1}, "unhealthySince": None},
+        {
+            "endpoints": [
+                {"address": "10.0.0.7", "port": 8000, "pod": "p-0", "health": "Healthy"},
+                {"address": "10.0.0.8", "port": 8000, "pod": "p-1", "health": "Unhealthy"},
+            ],
+            "endpointSummary": {"healthy": 1, "unhealthy": 1},
+        },
+    ],
+    ids=repr,
+)
+def test_key_is_the_significant_part_of_the_built_status(
+    obs: Observation, identity: status.Identity | None, extra: dict[str, Any]
+) -> None:
+    for history in (History(), History(Health.HEALTHY), History(Health.UNHEALTHY, 3, 0)):
+        verdict = judge(obs, Thresholds(), history, failure_threshold=3)
+        full = build_from(verdict, obs, identity=identity) | extra
+        expected = status.significant(full, Thresholds())
+        got = status.key(
+            verdict=verdict,
+            obs=obs,
+            thresholds=Thresholds(),
+            identity=identity,
+            generation=4,
+            extra=extra,
+        )
+        assert got == expected
 
 
 # -- WriteBudget ----------------------------------------------------------------------------
