@@ -1,5 +1,8 @@
 """One monitor's probing loop: probe → judge → metrics → status (on budget) → Events.
 
+The API calls (status, Events, remediation) are sent beside the probing by
+the monitor's ``outbox``: the probe loop never waits on the API server.
+
 A per-endpoint monitor (``spec.target.perEndpoint``) probes each ready
 endpoint of its Service in one round (``fanout``), judges each, and takes
 the monitor's verdict by policy (``endpoints.combine``); the rest of the
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Callable
@@ -26,6 +30,7 @@ from mcp_health_operator import (
     events,
     fanout,
     judge,
+    outbox,
     probe,
     remediation,
     status,
@@ -120,6 +125,9 @@ class MonitorWorker:
         # name, to post again before the next ones: the aggregator has
         # already counted them, so a name holds only its latest count.
         self._unposted: dict[str, tuple[events.EventSpec, events.Post, datetime]] = {}
+        self.outbox: outbox.Outbox[_Status] = outbox.Outbox(
+            write=self._send_status, post=self._post_unposted, label=_key(obj.ref)
+        )
         self._wake = asyncio.Event()
         self._next_delay: float | None = None
         self.probes = 0
@@ -144,6 +152,7 @@ class MonitorWorker:
                 self._next_delay = None
                 await self._sleep(max(0.0, started + delay - loop.time()))
         finally:
+            await self.outbox.aclose()
             await self.close()
 
     async def close(self) -> None:
@@ -240,11 +249,8 @@ class MonitorWorker:
             extra=extra,
             more_events=endpoint_events,
             pods=group.pods(self.obj.ref.namespace),
+            group=group,
         )
-        acted = self.remediator.acted
-        if acted is not None and acted.action is remediation.Action.DELETE_POD and acted.pod:
-            group.pod_deleted(acted.pod)
-        self.remediator.acted = None
 
     async def _conclude(
         self,
@@ -258,8 +264,12 @@ class MonitorWorker:
         extra: dict[str, Any] | None = None,
         more_events: list[events.EventSpec] | None = None,
         pods: tuple[remediation.PodSignal, ...] = (),
+        group: fanout.EndpointGroup | None = None,
     ) -> None:
-        """Metrics, status (on budget), Events and remediation for one verdict."""
+        """Metrics, status (on budget), Events and remediation for one verdict.
+
+        Decided here, sent by the outbox: nothing in this method waits on the API server.
+        """
         self.figures.observe(obs, verdict)
         pool = obs.document.connection_pool if obs.document else None
         self.remediator.observe(verdict, pool.pool_utilization if pool else None, thresholds)
@@ -286,6 +296,7 @@ class MonitorWorker:
         self.history = verdict.history()
         self.reachable = verdict.reachable
         # Nearly every probe writes nothing: build the status only when it may be written.
+        new_status: dict[str, Any] | None = None
         if self.budget.due(key, asyncio.get_running_loop().time()):
             new_status = status.build(
                 verdict=verdict,
@@ -299,23 +310,69 @@ class MonitorWorker:
                 now=datetime.now(UTC),
             )
             new_status.update(fields)
-            await self._write(new_status, thresholds)
-        if self._unposted:
-            await self._post_unposted()
         for spec_event in [*transitions, *(more_events or [])]:
-            await self._event(spec_event)
+            self._queue_event(spec_event)
+        step: outbox.Step | None = None
         if spec.remediation is not None:
-            await self.remediator.step(
-                spec=spec.remediation,
-                ref=self.obj.ref,
-                annotations=self.obj.annotations,
-                health=verdict.health,
-                pool_size=pool.total_connections if pool else None,
-                prober=prober,
-                write=self._patch_now,
-                post=self._event,
-                pods=pods,
+            step = functools.partial(
+                self._remediate,
+                spec.remediation,
+                self.obj,
+                verdict.health,
+                pool.total_connections if pool else None,
+                prober,
+                pods,
+                group,
             )
+        self.outbox.submit(
+            status=_Status(new_status, thresholds, spec.remediation)
+            if new_status is not None
+            else None,
+            events=bool(self._unposted),
+            step=step,
+        )
+
+    async def _remediate(
+        self,
+        spec: specs.RemediationSpec,
+        obj: MonitorObject,
+        health: judge.Health,
+        pool_size: int | None,
+        prober: probe.Prober | None,
+        pods: tuple[remediation.PodSignal, ...],
+        group: fanout.EndpointGroup | None,
+    ) -> None:
+        """The remediation step of the latest verdict (run by the outbox)."""
+        self.remediator.acted = None
+        await self.remediator.step(
+            spec=spec,
+            ref=obj.ref,
+            annotations=obj.annotations,
+            health=health,
+            pool_size=pool_size,
+            prober=prober,
+            write=self._patch_now,
+            post=self._event,
+            pods=pods,
+        )
+        acted, self.remediator.acted = self.remediator.acted, None
+        if (
+            group is not None
+            and group is self._group  # not a group a new spec has replaced
+            and acted is not None
+            and acted.action is remediation.Action.DELETE_POD
+            and acted.pod
+        ):
+            group.pod_deleted(acted.pod)
+
+    async def _send_status(self, report: _Status) -> None:
+        if report.remediation is not None:
+            # The ledger as it is now: a step may have recorded an action
+            # since this status was built, and a status must not undo it.
+            report.status["remediation"] = self.remediator.ledger_status(
+                report.remediation.to_policy()
+            )
+        await self._write(report.status, report.thresholds)
 
     async def _patch_now(self, fields: dict[str, Any]) -> bool:
         """A write that must land now (the remediation ledger); False if it did not."""
@@ -342,6 +399,11 @@ class MonitorWorker:
         self._conditions = new_status["conditions"]
 
     async def _event(self, spec_event: events.EventSpec) -> None:
+        self._queue_event(spec_event)
+        await self._post_unposted()
+
+    def _queue_event(self, spec_event: events.EventSpec) -> None:
+        """Count the Event now (the aggregator's clock); it is posted with the ones waiting."""
         ref = self.obj.ref
         post = self.aggregator.post(
             uid=ref.uid,
@@ -353,7 +415,6 @@ class MonitorWorker:
         self._unposted[post.name] = (spec_event, post, datetime.now(UTC))
         while len(self._unposted) > MAX_UNPOSTED_EVENTS:  # a long outage: keep the newest
             del self._unposted[next(iter(self._unposted))]
-        await self._post_unposted()
 
     async def _post_unposted(self) -> None:
         """Post the Events not yet posted, oldest first; stop at the first failure."""
@@ -378,6 +439,7 @@ class MonitorWorker:
         """(Re)read the spec: target, thresholds, timings. Runs on each generation change."""
         obj = self.obj
         self._configured_generation = obj.generation
+        self.outbox.clear()  # reports of the old spec: the new one's follow
         await self.close()
         self._refusal = None
         self.figures.endpoints = ()
@@ -555,9 +617,20 @@ class MonitorWorker:
             now=datetime.now(UTC),
         )
         self.budget.forget()
-        await self._write(new_status, judge.Thresholds())
         if first:
-            await self._event(events.EventSpec(events.WARNING, "TargetRefused", refusal.message))
+            self._queue_event(events.EventSpec(events.WARNING, "TargetRefused", refusal.message))
+        self.outbox.submit(
+            status=_Status(new_status, judge.Thresholds(), None), events=True, step=None
+        )
+
+
+@dataclass(frozen=True)
+class _Status:
+    """A status built by the probe loop, for the outbox to write."""
+
+    status: dict[str, Any]
+    thresholds: judge.Thresholds
+    remediation: specs.RemediationSpec | None
 
 
 async def _addresses(host: str) -> list[str]:
