@@ -5,7 +5,8 @@ probe loop to wait with it, a monitor probed every second would probe once
 every ten. The probe loop hands its report here and goes on; one task per
 monitor sends, in the order the probe loop used to (status, then Events,
 then the remediation step), and only what is still current: a status or a
-step superseded by a newer probe before it was sent is dropped.
+step superseded by a newer probe before it was sent is dropped, so a step
+never acts on a verdict older than the latest.
 
 Plain asyncio: no Kubernetes client, no HTTP (the callables do the I/O).
 """
@@ -96,6 +97,10 @@ class Outbox(Generic[S]):
         if self._events:
             self._events = False
             await self._guarded(self._post(), "Events")
+        if self._status is not None:
+            # A newer probe's status came in meanwhile: it goes out before
+            # that probe's step, as the probe loop used to send them.
+            return
         # Taken only now: a newer verdict that came in while the status was
         # being written replaces the step of the older one.
         step, self._step = self._step, None

@@ -234,6 +234,62 @@ def test_api_server_away_for_a_minute_probing_goes_on_and_nothing_is_lost_or_dou
     )
 
 
+FREEZE_S = 30.0
+
+
+def test_api_server_hung_probing_keeps_its_pace_and_acts_once_it_answers(
+    own_plane: Kubectl, sample_server: SampleFactory, own_pg: Postgres, tmp_path: Path
+) -> None:
+    """kube-apiserver frozen (SIGSTOP) for 30 s: every API call waits out its timeout.
+
+    The probes must not wait with them (probed every second: about 30 probes);
+    the status and Events are sent beside the probing, and the restart due
+    during the freeze happens, once, when the API server answers again.
+    """
+    kubectl = own_plane
+    plane = kubectl.plane
+    ns = kubectl.namespace
+    server = sample_server("codebase-mcp", dsn=own_pg.dsn)
+    kubectl.apply(service("a"))
+    kubectl.apply(deployment("a"))
+    finish_rollout(kubectl, "a")
+    kubectl.apply(remediated_monitor("a", "a", RESTART_SOON.format(workload="a")))
+    op = start_operator(ns, plane.kubeconfig, tmp_path / "operator.log", *resolve(ns, "a", server))
+    try:
+        wait_for(partial(is_healthy, kubectl, "a"), timeout=30, what="Healthy")
+        plane.freeze_apiserver()
+        frozen = time.monotonic()
+        try:
+            before = probes(op, "a")
+            time.sleep(3)
+            own_pg.stop()  # Unhealthy, and a restart due, while every API call hangs
+            time.sleep(max(0.0, frozen + FREEZE_S - time.monotonic()))
+            during = probes(op, "a") - before
+            assert op.proc.poll() is None, "the operator died while the API server was frozen"
+        finally:
+            plane.thaw_apiserver()
+        back = time.monotonic()
+        wait_for(lambda: health(kubectl, "a") == "Unhealthy", timeout=60, what="Unhealthy")
+        caught = time.monotonic() - back
+        wait_for(lambda: event(kubectl, "a", "HealthUnhealthy"), timeout=60, what="the Event")
+        stamp = wait_for(lambda: restarted_at(kubectl, "a"), timeout=60, what="restarted")
+        restart_after = time.monotonic() - back
+        time.sleep(5)  # still Unhealthy: a second restart would come now
+        assert restarted_at(kubectl, "a") == stamp
+        ledger = remediation_status(kubectl, "a")
+        assert ledger["actionsInWindow"] == 1 and ledger["lastResult"] == "success", ledger
+        assert len(event(kubectl, "a", "RestartTriggered")) == 1
+        assert kubectl.json("mcphealth", "a")["status"]["probedBy"]
+    finally:
+        op.stop()
+    # One probe a second, give or take, though every API call hung meanwhile.
+    assert during >= 20, during
+    print(
+        f"\nAPI server frozen {FREEZE_S:.0f}s: {during:.0f} probes during it; status caught "
+        f"up in {caught:.1f}s; restart {restart_after:.1f}s after it answered again"
+    )
+
+
 FLAP_DOWN_S, FLAP_UP_S, FLAPPING_S = 5.0, 3.0, 60.0
 FLAP_COOLDOWN_S, FLAP_MAX_PER_HOUR = 20, 3
 FLAPPY = f"""    cooldown: {FLAP_COOLDOWN_S}s

@@ -13,12 +13,17 @@ from typing import Any, cast
 
 from mcp_health_operator import events, spec
 from mcp_health_operator.config import Config
-from mcp_health_operator.judge import Health
+from mcp_health_operator.judge import Health, Thresholds
 from mcp_health_operator.kube import Kube, ObjectRef
 from mcp_health_operator.metrics import MonitorFigures
-from mcp_health_operator.monitor import MAX_UNPOSTED_EVENTS, MonitorObject, MonitorWorker
+from mcp_health_operator.monitor import (
+    MAX_UNPOSTED_EVENTS,
+    MonitorObject,
+    MonitorWorker,
+    _Status,
+)
 from mcp_health_operator.probe import Prober
-from mcp_health_operator.remediation import FleetState
+from mcp_health_operator.remediation import Action, FleetState, record
 from mcp_health_operator.remediator import Remediator
 
 REF = ObjectRef("default", "codebase", "uid-1")
@@ -39,6 +44,7 @@ class FakeKube:
     """The API server as the remediator and the Event poster use it; it can be 'down'."""
 
     def __init__(self) -> None:
+        self.instance = "operator-0"
         self.down = False
         self.writes_down = False  # reads still answered: the API server going away mid-step
         self.status: dict[str, Any] = {}
@@ -214,3 +220,36 @@ def test_a_long_outage_keeps_only_the_newest_events() -> None:
     assert len(reasons) == MAX_UNPOSTED_EVENTS
     assert reasons[-1] == f"Reason{MAX_UNPOSTED_EVENTS + 29}"
     assert reasons[0] == "Reason30"
+
+
+def test_a_status_built_before_an_action_is_written_with_the_ledger_as_it_is_now() -> None:
+    """Sent beside the probing, a status may go out after a step recorded an action."""
+    assert RESTART is not None
+    kube = FakeKube()
+    w = worker(kube)
+    built = {"health": "Unhealthy", "conditions": [], **w.remediator.status_fields(RESTART)}
+    assert built["remediation"]["actionTimes"] == []
+    w.remediator.ledger = record(w.remediator.ledger, Action.RESTART, T0, "success")
+    asyncio.run(w._send_status(_Status(built, Thresholds(), RESTART)))
+    assert [t["result"] for t in kube.status["remediation"]["actionTimes"]] == ["success"]
+    assert kube.status["probedBy"] == "operator-0"
+
+
+def test_a_failed_status_write_makes_the_next_one_due() -> None:
+    kube = FakeKube()
+    w = worker(kube)
+    healthy = {"health": "Healthy", "conditions": []}
+    degraded = {"health": "Degraded", "conditions": []}
+
+    def send(status: dict[str, Any]) -> None:
+        asyncio.run(w._send_status(_Status(dict(status), Thresholds(), None)))
+
+    send(healthy)
+    kube.status = {}
+    send(healthy)  # unchanged, inside the heartbeat: not due
+    assert kube.status == {}
+    kube.down = True
+    send(degraded)
+    kube.down = False
+    send(healthy)  # what it last wrote, but a write failed since: due
+    assert kube.status["health"] == "Healthy"

@@ -346,6 +346,16 @@ class ControlPlane:
         pki = self.workdir / "pki"
         self._start_apiserver(apiserver_binary(), pki, timeout=timeout)
 
+    def freeze_apiserver(self) -> None:
+        """SIGSTOP kube-apiserver: connections are accepted, nothing is answered (a hung server)."""
+        assert self._apiserver is not None
+        os.killpg(self._apiserver.pid, signal.SIGSTOP)
+
+    def thaw_apiserver(self) -> None:
+        """SIGCONT: the frozen kube-apiserver answers again."""
+        assert self._apiserver is not None
+        os.killpg(self._apiserver.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         _procs.stop(self._apiserver)
         _procs.stop(self._etcd)
