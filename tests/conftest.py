@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,34 @@ def control_plane() -> Iterator[controlplane.ControlPlane]:
     yield plane
     plane.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+FleetFactory = Callable[[int], str]
+
+
+@pytest.fixture
+def start_fleet(tmp_path: Path) -> Iterator[FleetFactory]:
+    """Start ``python -m sample_mcp.fleet`` with targets 0..n-1; returns its base URL."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(targets: int) -> str:
+        port = _procs.free_port()
+        log = tmp_path / f"fleet-{len(procs)}.log"
+        command = ["-m", "sample_mcp.fleet", "--targets", str(targets), "--port", str(port)]
+        proc = subprocess.Popen(
+            [sys.executable, *command],
+            env={**os.environ, "PYTHONPATH": str(samples.examples_dir())},
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        procs.append(proc)
+        _procs.wait_for_port("127.0.0.1", port, timeout=30, proc=proc, log=log)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for proc in procs:
+        _procs.stop(proc)
 
 
 HostileFactory = Callable[..., str]

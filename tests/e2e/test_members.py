@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,7 +28,7 @@ from mcp_health_operator.metrics import MonitorFigures
 from mcp_health_operator.probe import Prober
 from mcp_health_operator.remediation import FleetState
 from mcp_health_operator.remediator import Remediator
-from mcp_health_operator.testing import _procs, samples
+from tests.conftest import FleetFactory
 from tests.e2e.conftest import Kubectl, Operator, OperatorFactory, monitor, wait_for
 from tests.e2e.test_remediation import deployment, finish_rollout, restarted_at
 
@@ -45,20 +41,9 @@ SLACK_S = 10
 
 
 @pytest.fixture
-def fleet_server(tmp_path: Path) -> Iterator[str]:
-    """``python -m sample_mcp.fleet`` with 40 targets; returns its base URL."""
-    port = _procs.free_port()
-    log = tmp_path / "fleet.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sample_mcp.fleet", "--targets", "40", "--port", str(port)],
-        env={**os.environ, "PYTHONPATH": str(samples.examples_dir())},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    _procs.wait_for_port("127.0.0.1", port, timeout=30, proc=proc, log=log)
-    yield f"http://127.0.0.1:{port}"
-    _procs.stop(proc)
+def fleet_server(start_fleet: FleetFactory) -> str:
+    """``python -m sample_mcp.fleet`` with 40 targets; its base URL."""
+    return start_fleet(40)
 
 
 def _http(url: str, body: dict[str, Any] | None = None) -> Any:

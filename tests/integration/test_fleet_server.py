@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from mcp_health_operator.probe import Outcome, Prober, ProbeResult, Target
-from mcp_health_operator.testing import _procs, samples
+from tests.conftest import FleetFactory
 
 
 @pytest.fixture
-def fleet_server(tmp_path: Path) -> Iterator[str]:
-    """``python -m sample_mcp.fleet`` with targets 0, 1 and 2; returns its base URL."""
-    port = _procs.free_port()
-    log = tmp_path / "fleet.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sample_mcp.fleet", "--targets", "3", "--port", str(port)],
-        env={**os.environ, "PYTHONPATH": str(samples.examples_dir())},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    _procs.wait_for_port("127.0.0.1", port, timeout=30, proc=proc, log=log)
-    yield f"http://127.0.0.1:{port}"
-    _procs.stop(proc)
+def fleet_server(start_fleet: FleetFactory) -> str:
+    """``python -m sample_mcp.fleet`` with targets 0, 1 and 2; its base URL."""
+    return start_fleet(3)
 
 
 def _post(url: str, body: dict[str, object] | None = None) -> dict[str, object]:
