@@ -145,11 +145,7 @@ class EndpointGroup:
     async def _refusal(self, endpoint: Endpoint) -> str | None:
         api = self.config.api_server
         if api is not None and self._api_ips is None:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(api[0], None)
-                self._api_ips = sorted({str(i[4][0]) for i in infos})
-            except OSError:
-                self._api_ips = []
+            self._api_ips = await probe.addresses(api[0])
         reason = targets.refusal(
             host=endpoint.address,
             port=endpoint.port,

@@ -556,10 +556,10 @@ class MonitorWorker:
         if not service:
             # Service names resolve only inside the cluster; URL hosts must
             # resolve here, and every address they resolve to is checked.
-            resolved = await _addresses(host)
+            resolved = await probe.addresses(host)
         api_ips: list[str] = []
         if self.config.api_server is not None:
-            api_ips = await _addresses(self.config.api_server[0])
+            api_ips = await probe.addresses(self.config.api_server[0])
         reason = targets.refusal(
             host=host,
             port=port,
@@ -631,14 +631,6 @@ class _Status:
     status: dict[str, Any]
     thresholds: judge.Thresholds
     remediation: specs.RemediationSpec | None
-
-
-async def _addresses(host: str) -> list[str]:
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-    except OSError:
-        return []
-    return sorted({str(info[4][0]) for info in infos})
 
 
 def _display(spec: specs.MonitorSpec | None) -> str:

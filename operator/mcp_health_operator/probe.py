@@ -153,6 +153,15 @@ class Target:
     insecure_skip_verify: bool = False
 
 
+async def addresses(host: str) -> list[str]:
+    """The addresses ``host`` resolves to (none if it does not), for the target checks."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
 def endpoint(url: str, transport: Transport) -> str:
     """``url`` with the transport's default path when it names only the server."""
     parts = urlsplit(url)
