@@ -339,30 +339,45 @@ def next_allowed(policy: Policy, ledger: Ledger, now: float) -> float | None:
 
 
 def workload_state(kind: str, obj: dict[str, object] | None) -> Workload:
-    """Paused / rollout-in-progress, read as ``kubectl rollout status`` reads them."""
+    """Paused / rollout-in-progress, judged by the workload's own rollout state.
+
+    Readiness is not rollout state: a server whose readiness follows the health
+    it reports goes unready exactly when a restart is due, so counting ready or
+    available pods would hold the restart forever. A Deployment's rollout is
+    read from its ``Progressing`` condition (``NewReplicaSetAvailable`` = done,
+    ``ProgressDeadlineExceeded`` = stalled, no longer progressing), with the
+    replica counts as a fallback; a StatefulSet's from its revisions.
+    """
     if obj is None:
         return Workload(found=False)
     meta = _dict(obj.get("metadata"))
     spec = _dict(obj.get("spec"))
     status = _dict(obj.get("status"))
-    generation = _int(meta.get("generation"))
-    observed = _int(status.get("observedGeneration"))
+    paused = bool(spec.get("paused")) if kind == "Deployment" else False
+    if _int(status.get("observedGeneration")) < _int(meta.get("generation")):
+        return Workload(True, paused=paused, rollout_in_progress=True)
     replicas = _int(spec.get("replicas"), 1)
     updated = _int(status.get("updatedReplicas"))
-    if observed < generation:
-        return Workload(True, paused=bool(spec.get("paused")), rollout_in_progress=True)
     if kind == "Deployment":
-        in_progress = (
-            updated < replicas
-            or _int(status.get("replicas")) > updated
-            or _int(status.get("availableReplicas")) < updated
-        )
-        return Workload(True, paused=bool(spec.get("paused")), rollout_in_progress=in_progress)
+        progressing = _condition(status, "Progressing")
+        reason = progressing.get("reason")
+        if reason == "NewReplicaSetAvailable" or progressing.get("status") == "False":
+            in_progress = False
+        elif reason in ("ReplicaSetUpdated", "NewReplicaSetCreated", "FoundNewReplicaSet"):
+            in_progress = True
+        else:  # no condition (or paused): the counts `kubectl rollout status` reads
+            in_progress = updated < replicas or _int(status.get("replicas")) > updated
+        return Workload(True, paused=paused, rollout_in_progress=in_progress)
     revisions_differ = status.get("updateRevision") not in (None, status.get("currentRevision"))
-    in_progress = (
-        revisions_differ or updated < replicas or _int(status.get("readyReplicas")) < replicas
-    )
-    return Workload(True, rollout_in_progress=in_progress)
+    return Workload(True, rollout_in_progress=revisions_differ or updated < replicas)
+
+
+def _condition(status: dict[str, object], kind: str) -> dict[str, object]:
+    conditions = status.get("conditions")
+    for condition in conditions if isinstance(conditions, list) else ():
+        if isinstance(condition, dict) and condition.get("type") == kind:
+            return condition
+    return {}
 
 
 def _dict(value: object) -> dict[str, object]:

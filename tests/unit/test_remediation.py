@@ -1348,22 +1348,30 @@ def deployment(
     updated: int = 3,
     available: int = 3,
     paused: bool | None = None,
+    progressing: tuple[str, str] | None = None,
 ) -> dict[str, object]:
     spec: dict[str, object] = {}
     if replicas is not None:
         spec["replicas"] = replicas
     if paused is not None:
         spec["paused"] = paused
+    status: dict[str, object] = {
+        "observedGeneration": observed,
+        "replicas": status_replicas,
+        "updatedReplicas": updated,
+        "readyReplicas": available,
+        "availableReplicas": available,
+    }
+    if progressing is not None:
+        state, reason = progressing
+        status["conditions"] = [
+            {"type": "Available", "status": "True" if available else "False"},
+            {"type": "Progressing", "status": state, "reason": reason},
+        ]
     return {
         "metadata": {"name": "codebase", "generation": generation},
         "spec": spec,
-        "status": {
-            "observedGeneration": observed,
-            "replicas": status_replicas,
-            "updatedReplicas": updated,
-            "readyReplicas": available,
-            "availableReplicas": available,
-        },
+        "status": status,
     }
 
 
@@ -1413,10 +1421,44 @@ WORKLOADS: dict[str, tuple[str, dict[str, object] | None, Workload]] = {
         deployment(status_replicas=4),
         Workload(True, False, True),
     ),
-    "Deployment: available < updated": (
+    # Readiness is not rollout state: pods unready because the server reports
+    # itself unhealthy must not hold the restart that would heal them.
+    "Deployment: pods unready after a complete rollout (no condition)": (
         "Deployment",
-        deployment(available=2),
+        deployment(available=0),
+        Workload(True, False, False),
+    ),
+    "Deployment: pods unready, Progressing NewReplicaSetAvailable": (
+        "Deployment",
+        deployment(available=0, progressing=("True", "NewReplicaSetAvailable")),
+        Workload(True, False, False),
+    ),
+    "Deployment: new ReplicaSet's pods not yet available (ReplicaSetUpdated)": (
+        "Deployment",
+        deployment(available=0, progressing=("True", "ReplicaSetUpdated")),
         Workload(True, False, True),
+    ),
+    "Deployment: new ReplicaSet created": (
+        "Deployment",
+        deployment(updated=0, available=3, progressing=("True", "NewReplicaSetCreated")),
+        Workload(True, False, True),
+    ),
+    "Deployment: rollout stalled (ProgressDeadlineExceeded) no longer progresses": (
+        "Deployment",
+        deployment(
+            status_replicas=4, available=0, progressing=("False", "ProgressDeadlineExceeded")
+        ),
+        Workload(True, False, False),
+    ),
+    "Deployment: the condition wins over counts that lag": (
+        "Deployment",
+        deployment(status_replicas=4, progressing=("True", "NewReplicaSetAvailable")),
+        Workload(True, False, False),
+    ),
+    "Deployment paused mid-rollout: counts decide": (
+        "Deployment",
+        deployment(paused=True, updated=1, progressing=("Unknown", "DeploymentPaused")),
+        Workload(True, True, True),
     ),
     "Deployment paused, rolled out": (
         "Deployment",
@@ -1464,9 +1506,14 @@ WORKLOADS: dict[str, tuple[str, dict[str, object] | None, Workload]] = {
         statefulset(update=None),
         Workload(True, False, False),
     ),
-    "StatefulSet: readyReplicas < replicas": (
+    "StatefulSet: pods unready, revisions equal: not a rollout": (
         "StatefulSet",
-        statefulset(ready=2),
+        statefulset(ready=0),
+        Workload(True, False, False),
+    ),
+    "StatefulSet: pods unready mid-rollout": (
+        "StatefulSet",
+        statefulset(ready=0, update="codebase-9a1b"),
         Workload(True, False, True),
     ),
     "StatefulSet: updatedReplicas < replicas": (
