@@ -81,8 +81,10 @@ def build(
 
     @mcp.custom_route("/health/status", methods=["GET"])  # type: ignore[untyped-decorator]
     async def http_health(request: Request) -> JSONResponse:
-        # The guide's `curl http://server/health/status`: same JSON, plain HTTP.
-        return JSONResponse(await health.check_health())
+        # The guide's `curl http://server/health/status`: same JSON, plain HTTP;
+        # 503 when unhealthy, so a kubelet readiness probe on it follows health.
+        document = await health.check_health()
+        return JSONResponse(document, status_code=503 if document["status"] == "unhealthy" else 200)
 
     return mcp
 

@@ -472,7 +472,9 @@ class Prober:
                     f"GET {urlsplit(self.url).path} answered 404",
                     http_status=404,
                 )
-            if resp.status_code >= 400:
+            # A health endpoint answers 503 with its document when unhealthy
+            # (so readiness probes follow it); any other error is no document.
+            if resp.status_code >= 400 and resp.status_code != 503:
                 raise ProbeFailure(
                     Outcome.PROTOCOL_ERROR,
                     f"GET answered HTTP {resp.status_code}",
@@ -488,6 +490,15 @@ class Prober:
                         Outcome.INVALID_DOCUMENT,
                         f"health document exceeds the {self.max_bytes}-byte limit",
                     )
+            if resp.status_code == 503:
+                try:
+                    health.parse(bytes(body), max_bytes=self.max_bytes)
+                except health.DocumentError:
+                    raise ProbeFailure(
+                        Outcome.PROTOCOL_ERROR,
+                        "GET answered HTTP 503 without a health document",
+                        http_status=503,
+                    ) from None
             return bytes(body)
 
     # -- MCP ---------------------------------------------------------------

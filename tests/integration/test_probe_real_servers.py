@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
+import urllib.request
 
 import pytest
 from mcp import Client
@@ -69,6 +71,19 @@ async def test_stopping_postgres_turns_the_server_unhealthy_and_restarting_recov
         assert down.document.status == "unhealthy"
         assert down.document.database_status == "disconnected"
         assert down.document.checks["database"].status == "fail"
+
+        # The plain GET answers 503 with the same document (a readiness probe on
+        # it follows health), and the http transport still reads that document.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            await asyncio.to_thread(
+                urllib.request.urlopen, f"{server.base_url}/health/status", timeout=5
+            )
+        assert refused.value.code == 503
+        assert json.loads(refused.value.read())["status"] == "unhealthy"
+        [plain] = await _probe(Target(server.base_url, Transport.HTTP), timeout=5.0)
+        assert plain.outcome is Outcome.OK, plain  # type: ignore[attr-defined]
+        assert plain.document.status == "unhealthy"  # type: ignore[attr-defined]
+        assert plain.document.database_status == "disconnected"  # type: ignore[attr-defined]
 
         own_pg.start()
         for _ in range(50):  # the pool reconnects in the background
@@ -190,3 +205,12 @@ async def test_http_refusals_are_named(
     assert result.http_status == code  # type: ignore[attr-defined]
     if code == 429:
         assert result.retry_after_s == 7.0  # type: ignore[attr-defined]
+
+
+async def test_a_plain_503_without_a_document_is_a_protocol_error(
+    hostile_server: HostileFactory,
+) -> None:
+    url = hostile_server("status", "--code", "503")
+    [result] = await _probe(Target(url, Transport.HTTP), timeout=3.0)
+    assert result.outcome is Outcome.PROTOCOL_ERROR, result  # type: ignore[attr-defined]
+    assert "503 without a health document" in result.message  # type: ignore[attr-defined]
