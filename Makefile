@@ -34,7 +34,7 @@ typecheck: $(STAMP) ## mypy --strict
 unit: $(STAMP) ## fast unit tests only (no real services)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-test: setup lint typecheck ## all tests, on real services (first run builds the control plane)
+test: setup cluster-build lint typecheck ## all tests, on real services and the cluster (first run builds them)
 	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
 
 demo: setup ## the demo: control plane, PostgreSQL, both sample servers, mcp-health check
@@ -78,3 +78,28 @@ packaging: setup ## chart, rules, dashboard and image tests only
 .PHONY: bench-scale
 bench-scale: setup ## the operator at 100 / 1,000 / 3,000 monitors (~30 min)
 	$(BIN)/python bench/scale.py --monitors 100,1000,3000 --servers 2 --window 60 --runs 3 $(SCALE_ARGS)
+
+# --- a real single-node cluster (kubelet, containerd, CoreDNS, kube-proxy) ---
+.PHONY: cluster cluster-down cluster-status cluster-deps cluster-build images
+
+CLUSTER_PKGS := containerd runc containernetworking-plugins iptables conntrack iproute2 buildah debootstrap
+
+cluster-deps: ## Debian packages the cluster needs (containerd, runc, CNI, iptables, buildah, debootstrap)
+	@bash hack/system-deps.sh $(CLUSTER_PKGS)
+
+images: setup cluster-deps ## build (or reuse) the images: Debian base, pause, operator, sample servers, CoreDNS
+	$(BIN)/python -m mcp_health_operator.testing.images build
+
+cluster-build: setup cluster-deps ## build (or reuse from ~/.cache) the node components, CoreDNS and the images
+	$(BIN)/python -m mcp_health_operator.testing.controlplane build --node
+	$(BIN)/python -m mcp_health_operator.testing.coredns build
+	$(BIN)/python -m mcp_health_operator.testing.images build
+
+cluster: cluster-build ## start the single-node cluster (idempotent; reuses a running one)
+	$(BIN)/python -m mcp_health_operator.testing.cluster up
+
+cluster-down: ## stop the cluster and remove everything it made
+	$(BIN)/python -m mcp_health_operator.testing.cluster down
+
+cluster-status: ## is the cluster running?
+	$(BIN)/python -m mcp_health_operator.testing.cluster status

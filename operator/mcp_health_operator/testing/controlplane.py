@@ -151,6 +151,17 @@ def apiserver_binary(version: str = K8S_VERSION) -> Path:
     return _kubernetes_binary("kube-apiserver", version)
 
 
+# The node's components, built with the same wrapper module as kube-apiserver.
+NODE_COMPONENTS = ("kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+
+
+def node_binary(name: str, version: str = K8S_VERSION) -> Path:
+    """Path to a cached node component (one of ``NODE_COMPONENTS``), built first if missing."""
+    if name not in NODE_COMPONENTS:
+        raise ValueError(f"{name!r} is not a node component ({', '.join(NODE_COMPONENTS)})")
+    return _kubernetes_binary(name, version)
+
+
 def kubectl_binary(version: str = K8S_VERSION) -> Path:
     """``kubectl`` from PATH, or one built from the Go module proxy and cached."""
     found = shutil.which("kubectl")
@@ -386,7 +397,10 @@ def kubeconfig_text(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mcp_health_operator.testing.controlplane")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build (or reuse) the cached kube-apiserver and etcd")
+    build = sub.add_parser("build", help="build (or reuse) the cached kube-apiserver and etcd")
+    build.add_argument(
+        "--node", action="store_true", help="also the node components (kubelet, kube-proxy, ...)"
+    )
     up = sub.add_parser("up", help="start a control plane and keep it up until interrupted")
     up.add_argument("--kubeconfig", type=Path, help="also copy the admin kubeconfig here")
     up.add_argument("--workdir", type=Path, help="data directory (default: a temporary one)")
@@ -396,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         print(etcd_binary())
         print(apiserver_binary())
         print(kubectl_binary())
+        for name in NODE_COMPONENTS if args.node else ():
+            print(node_binary(name))
         return 0
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mcp-health-cp-"))
