@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import kopf
 from aiohttp import web
+from kopf._core.engines.peering import Identity
 from lightkube import AsyncClient, KubeConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -19,7 +20,7 @@ from mcp_health_operator import handlers, metrics
 from mcp_health_operator.config import Config
 from mcp_health_operator.fleet import Fleet
 from mcp_health_operator.kube import Kube
-from mcp_health_operator.leases import Members
+from mcp_health_operator.leases import Members, default_identity, pod_owner
 from mcp_health_operator.membership import Mode, View
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,9 @@ async def run(
             clusterwide=not config.namespaces,
             namespaces=list(config.namespaces),
             standalone=True,
+            # Else kopf names itself after getpass.getuser(), which raises
+            # under a uid with no passwd entry (the image's 65532).
+            identity=Identity(config.identity or default_identity()),
             stop_flag=stop,
             ready_flag=ready,
         )
@@ -138,4 +142,5 @@ def membership(config: Config, client: AsyncClient, fleet: Fleet) -> Members | N
         duration_s=config.lease_duration_s,
         renew_s=config.lease_renew_s,
         on_change=reassign,
+        owner=pod_owner(),
     )

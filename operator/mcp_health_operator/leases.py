@@ -22,7 +22,7 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient
 from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.types import PatchType
 
@@ -36,6 +36,12 @@ GROUP_LABEL = "mcphealth.dev/members"
 def default_identity() -> str:
     """POD_NAME in a pod (the chart sets it); elsewhere hostname-pid."""
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def pod_owner() -> tuple[str, str] | None:
+    """This replica's pod (name, uid) from the downward API, when the chart sets them."""
+    name, uid = os.environ.get("POD_NAME"), os.environ.get("POD_UID")
+    return (name, uid) if name and uid else None
 
 
 def lease_name(group: str, identity: str) -> str:
@@ -63,6 +69,7 @@ class Members:
         renew_s: float = 5.0,
         on_change: Callable[[View], None] = lambda view: None,
         clock: Callable[[], float] = time.monotonic,
+        owner: tuple[str, str] | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -73,6 +80,7 @@ class Members:
         self.renew_s = renew_s
         self.on_change = on_change
         self.clock = clock
+        self.owner = owner
         self.name = lease_name(group, identity)
         self.liveness = Liveness()
         self.view: View | None = None
@@ -148,9 +156,20 @@ class Members:
         # joins as the newest member: a returning replica does not take the
         # leadership back from the one that took over.
         self._acquired = datetime.now(UTC)
+        # Owned by our pod: when the pod goes without deleting it (killed, or
+        # its RBAC removed first, as `helm uninstall` does), the garbage
+        # collector removes the Lease with the pod.
+        owners = None
+        if self.owner is not None:
+            owners = [
+                OwnerReference(apiVersion="v1", kind="Pod", name=self.owner[0], uid=self.owner[1])
+            ]
         lease = Lease(
             metadata=ObjectMeta(
-                name=self.name, namespace=self.namespace, labels={GROUP_LABEL: self.group}
+                name=self.name,
+                namespace=self.namespace,
+                labels={GROUP_LABEL: self.group},
+                ownerReferences=owners,
             ),
             spec=LeaseSpec(
                 holderIdentity=self.identity,
