@@ -4,6 +4,7 @@ the operator, and an outage.
     make demo                      # runs start to finish (about 2 minutes), then cleans up
     make demo DEMO_ARGS=--keep     # leaves everything running for exploration (Ctrl-C ends it)
     make demo DEMO_ARGS=--remediation   # adds an act: pool exhaustion healed live via MCP tool
+    make demo DEMO_ARGS=--cluster  # the same story on a real single-node cluster (demo_cluster.py)
 
 Acts: the monitors go Healthy; PostgreSQL stops and both go Unhealthy with
 Events; PostgreSQL comes back and both recover; the metrics are shown.
@@ -236,7 +237,16 @@ def main() -> int:
     parser.add_argument(
         "--remediation", action="store_true", help="add the pool-scaling remediation act"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the demo on a real single-node cluster: helm install, pods, a real restart",
+    )
     args = parser.parse_args()
+    if args.cluster:
+        import demo_cluster
+
+        return demo_cluster.main(keep=args.keep)
     workdir = Path(tempfile.mkdtemp(prefix="mcp-health-demo-"))
     demo = Demo(workdir)
     failures = 0
