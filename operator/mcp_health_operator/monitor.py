@@ -170,6 +170,13 @@ class MonitorWorker:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
+    def _spec_generation(self) -> int:
+        """The generation of the spec in use: a newer object may have arrived
+        mid-probe, but this verdict was reached under the spec configured."""
+        if self._configured_generation is not None:
+            return self._configured_generation
+        return self.obj.generation
+
     def _interval(self) -> float:
         return self._spec.probe.interval_s if self._spec is not None else 5.0
 
@@ -284,13 +291,13 @@ class MonitorWorker:
                 result.server.transport.value,
             )
         fields = dict(extra or {})
-        fields.update(self.remediator.status_fields(spec.remediation))
+        fields.update(self.remediator.status_fields(spec.remediation, ledger=False))
         key = status.key(
             verdict=verdict,
             obs=obs,
             thresholds=thresholds,
             identity=identity,
-            generation=self.obj.generation,
+            generation=self._spec_generation(),
             extra=fields,
         )
         self.history = verdict.history()
@@ -305,7 +312,7 @@ class MonitorWorker:
                 identity=identity,
                 target=self.figures.target,
                 endpoint=prober.url if prober is not None else "",
-                generation=self.obj.generation,
+                generation=self._spec_generation(),
                 previous_conditions=self._conditions,
                 now=datetime.now(UTC),
             )
@@ -367,11 +374,12 @@ class MonitorWorker:
 
     async def _send_status(self, report: _Status) -> None:
         if report.remediation is not None:
-            # The ledger as it is now: a step may have recorded an action
-            # since this status was built, and a status must not undo it.
-            report.status["remediation"] = self.remediator.ledger_status(
-                report.remediation.to_policy()
-            )
+            # Only what this replica's probing decides (a hold) goes with an
+            # ordinary status write; the ledger itself is written by the
+            # remediation steps alone (the claim is a compare-and-swap), so a
+            # merge patch carrying a stale copy cannot erase another replica's
+            # newer record.
+            report.status["remediation"] = self.remediator.hold_status()
         await self._write(report.status, report.thresholds)
 
     async def _patch_now(self, fields: dict[str, Any]) -> bool:
@@ -411,6 +419,9 @@ class MonitorWorker:
             event=spec_event,
             now=asyncio.get_running_loop().time(),
         )
+        if post is None:  # over this monitor's Event budget (the spam filter)
+            self.figures.count_event_dropped(spec_event.reason)
+            return
         self._unposted.pop(post.name, None)
         self._unposted[post.name] = (spec_event, post, datetime.now(UTC))
         while len(self._unposted) > MAX_UNPOSTED_EVENTS:  # a long outage: keep the newest
@@ -612,7 +623,7 @@ class MonitorWorker:
             reason=refusal.reason,
             message=refusal.message,
             target=display,
-            generation=self.obj.generation,
+            generation=self._spec_generation(),
             previous_conditions=self._conditions,
             now=datetime.now(UTC),
         )

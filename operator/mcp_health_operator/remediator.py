@@ -84,13 +84,20 @@ class Remediator:
         self.exhausted_since = (self.exhausted_since or now) if exhausted else None
         self.calm_since = (self.calm_since or now) if calm else None
 
-    def status_fields(self, spec: RemediationSpec | None) -> dict[str, Any]:
+    def status_fields(self, spec: RemediationSpec | None, *, ledger: bool = True) -> dict[str, Any]:
+        """Status fields of remediation; without ``ledger`` only what probing decides."""
         out: dict[str, Any] = {
             "unhealthySince": _iso(self.unhealthy_since) if self.unhealthy_since else None
         }
         if spec is not None:
-            out["remediation"] = self.ledger_status(spec.to_policy())
+            out["remediation"] = (
+                self.ledger_status(spec.to_policy()) if ledger else self.hold_status()
+            )
         return out
+
+    def hold_status(self) -> dict[str, Any]:
+        """The part of ``status.remediation`` that is not the ledger: the current hold."""
+        return {"suppressed": self.suppressed[1].value if self.suppressed else None}
 
     def ledger_status(self, policy: remediation.Policy) -> dict[str, Any]:
         now = self.clock()

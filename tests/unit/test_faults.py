@@ -65,7 +65,7 @@ class FakeKube:
         self._check()
         if self.writes_down:
             raise ConnectionError("All connection attempts failed")
-        self.status = {**self.status, **status}
+        self.status = _merge(self.status, status)
         return True
 
     async def workload(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
@@ -86,6 +86,19 @@ class FakeKube:
     ) -> None:
         self._check()
         self.posted.append((spec_event.reason, post.count, when))
+
+
+def _merge(target: Any, patch: Any) -> Any:
+    """A JSON merge patch (RFC 7386), as the API server applies ``patch_status``."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge(out.get(key), value)
+    return out
 
 
 RESTART = spec.parse(
@@ -222,7 +235,7 @@ def test_a_long_outage_keeps_only_the_newest_events() -> None:
     assert reasons[0] == "Reason30"
 
 
-def test_a_status_built_before_an_action_is_written_with_the_ledger_as_it_is_now() -> None:
+def test_a_status_built_before_an_action_does_not_undo_the_ledger_written_since() -> None:
     """Sent beside the probing, a status may go out after a step recorded an action."""
     assert RESTART is not None
     kube = FakeKube()
@@ -230,9 +243,32 @@ def test_a_status_built_before_an_action_is_written_with_the_ledger_as_it_is_now
     built = {"health": "Unhealthy", "conditions": [], **w.remediator.status_fields(RESTART)}
     assert built["remediation"]["actionTimes"] == []
     w.remediator.ledger = record(w.remediator.ledger, Action.RESTART, T0, "success")
+    asyncio.run(kube.patch_status(REF, w.remediator.status_fields(RESTART)))  # the step's write
     asyncio.run(w._send_status(_Status(built, Thresholds(), RESTART)))
     assert [t["result"] for t in kube.status["remediation"]["actionTimes"]] == ["success"]
     assert kube.status["probedBy"] == "operator-0"
+
+
+def test_an_ordinary_status_write_keeps_a_ledger_another_replica_wrote() -> None:
+    """Two replicas around a handover: the one with a stale ledger must not erase the record."""
+    assert RESTART is not None
+    kube = FakeKube()
+    other = Remediator(
+        kube=cast(Kube, kube),
+        config=Config(),
+        figures=MonitorFigures("default", "codebase", ""),
+        fleet_state=lambda: FleetState(1, 1, 0),
+        status={},
+        clock=lambda: T0,
+    )
+    other.ledger = record(other.ledger, Action.RESTART, T0, "success")
+    asyncio.run(kube.patch_status(REF, other.status_fields(RESTART)))
+    stale = worker(kube)  # this replica has not seen that action
+    status = {"health": "Unhealthy", "conditions": [], **stale.remediator.status_fields(RESTART)}
+    asyncio.run(stale._send_status(_Status(status, Thresholds(), RESTART)))
+    ledger = kube.status["remediation"]
+    assert [(t["action"], t["result"]) for t in ledger["actionTimes"]] == [("restart", "success")]
+    assert ledger["lastAction"] == "restart"
 
 
 def test_a_failed_status_write_makes_the_next_one_due() -> None:
@@ -253,3 +289,35 @@ def test_a_failed_status_write_makes_the_next_one_due() -> None:
     kube.down = False
     send(healthy)  # what it last wrote, but a write failed since: due
     assert kube.status["health"] == "Healthy"
+
+
+class _ProberMeanwhile:
+    """A probe during which the watch delivers a newer generation of the monitor."""
+
+    def __init__(self, w: MonitorWorker, newer: MonitorObject) -> None:
+        self.w, self.newer = w, newer
+        self.url = "http://codebase-mcp.default.svc:8000/mcp"
+
+    async def probe(self) -> Any:
+        from mcp_health_operator.probe import Outcome, ProbeResult
+
+        self.w.update(self.newer)
+        return ProbeResult(Outcome.UNREACHABLE, 3.0, message="connection refused")
+
+
+def test_observed_generation_is_the_generation_the_verdict_was_reached_under() -> None:
+    kube = FakeKube()
+    w = worker(kube)
+    w._spec = spec.parse({"target": {"service": {"name": "codebase-mcp", "port": 8000}}})
+    w._configured_generation = 1
+    w._prober = cast(Prober, _ProberMeanwhile(w, MonitorObject(ref=REF, generation=2, spec={})))
+
+    async def scenario() -> None:
+        await w.probe_once()
+        await w.outbox.drain()
+        await w.outbox.aclose()
+
+    asyncio.run(scenario())
+    assert w.obj.generation == 2  # the newer object arrived mid-probe ...
+    assert kube.status["observedGeneration"] == 1  # ... but this verdict is generation 1's
+    assert {c["observedGeneration"] for c in kube.status["conditions"]} == {1}
