@@ -314,9 +314,15 @@ class Remediator:
             return f"; ConfigMap {cm.name} {cm.key}={size}"
         if prober is None:
             raise NotFound("no endpoint to call the pool-scaling tool on")
-        answer = await prober.call_tool(
-            scaling.tool.name, {scaling.tool.argument: intent.pool_size}, timeout=10.0
-        )
+        # A client of its own: the probing loop owns the prober's session, and
+        # a tool call through it would race a probe on that session's state.
+        tools = Prober(prober.target, timeout=prober.timeout, max_bytes=prober.max_bytes)
+        try:
+            answer = await tools.call_tool(
+                scaling.tool.name, {scaling.tool.argument: intent.pool_size}, timeout=10.0
+            )
+        finally:
+            await tools.aclose()
         return f"; tool {scaling.tool.name}({scaling.tool.argument}={size}) -> {answer[:100]}"
 
     async def _first_container(self, spec: RemediationSpec, ns: str) -> str:
