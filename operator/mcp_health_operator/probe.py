@@ -22,7 +22,9 @@ anyio task groups that have to be entered and left by the same task.
 Transports:
 - ``streamable-http``: MCP over Streamable HTTP; ``mode="auto"`` negotiates
   the 2026 protocol or falls back to the initialize handshake.
-- ``sse``: MCP over the legacy SSE transport (the guide's transport).
+- ``sse``: MCP over the legacy SSE transport (the guide's transport). A GET
+  answered with anything but an event stream (a Streamable HTTP endpoint's
+  JSON, say) is a ``ProtocolError`` naming what answered and what to set.
 - ``http``: a plain ``GET`` of the same JSON (the guide's ``curl .../health/status``).
 
 No response is read past a bound, whatever the transport: a plain ``GET``
@@ -40,8 +42,10 @@ encoding) with a message naming the limit.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
+import logging
 import ssl
 import time
 import weakref
@@ -239,6 +243,9 @@ class Prober:
         # error; a response hook keeps the status so the probe can say what
         # really happened.
         self._http_error: tuple[int, Mapping[str, str]] | None = None
+        # What answered the SSE transport's GET when it was no event stream:
+        # the SDK makes that an SSEError, which reads as unreachable.
+        self._sse_answer: tuple[int, Mapping[str, str]] | None = None
         # A response body refused mid-read (over its limit, or compressed):
         # the SDK turns that into a generic error, or none at all, so the
         # refusal is kept here and the probe waiting on it is cancelled.
@@ -303,7 +310,7 @@ class Prober:
 
     async def _probe_afresh(self, started: float, budget: float) -> ProbeResult:
         remaining = max(budget - (time.perf_counter() - started), 0.0)
-        self._http_error = None
+        self._http_error = self._sse_answer = None
         self._refused = None
         try:
             with anyio.fail_after(remaining):
@@ -340,7 +347,7 @@ class Prober:
                     # connection dropped): that says nothing about the
                     # server, so retry once on a fresh session.
                     await self._discard()
-                    self._http_error = None
+                    self._http_error = self._sse_answer = None
                     return await self._read()
             finally:
                 self._probe_scope = self._probe_task = None
@@ -380,14 +387,37 @@ class Prober:
         return isinstance(exc, httpx2.TransportError)
 
     def _http_failure(self) -> ProbeFailure | None:
-        if self._http_error is None:
-            return None
-        code, headers = self._http_error
-        failure = _status_failure(code, headers)
-        if failure is None and code == 404:
+        """What an HTTP answer the SDK reports vaguely (or as unreachable) really said."""
+        failure = None
+        if self._http_error is not None:
+            code, headers = self._http_error
+            failure = _status_failure(code, headers)
+            if failure is None and code == 404:
+                failure = ProbeFailure(
+                    Outcome.PROTOCOL_ERROR,
+                    f"no MCP endpoint at {urlsplit(self.url).path} (HTTP 404)",
+                    http_status=code,
+                )
+        if failure is None and self._sse_answer is not None:
+            code, headers = self._sse_answer
+            received = _short(headers.get("content-type", "").partition(";")[0], 60)
+            # A Streamable HTTP endpoint answers a GET in JSON (a JSON-RPC
+            # error without a session) or with a session id.
+            if received.lower() == "application/json" or MCP_SESSION_ID in headers:
+                fix = "is this a streamable-HTTP endpoint? set transport: streamable-http"
+            elif 200 <= code < 300:
+                path, default = urlsplit(self.url).path or "/", DEFAULT_PATHS[Transport.SSE]
+                usual = "" if path == default else f" (by default {default})"
+                fix = (
+                    f"is {path} the server's SSE endpoint{usual}? point the URL at it,"
+                    " or set the transport the server speaks"
+                )
+            else:
+                return None  # a server error like any other (see classify)
             failure = ProbeFailure(
                 Outcome.PROTOCOL_ERROR,
-                f"no MCP endpoint at {urlsplit(self.url).path} (HTTP 404)",
+                f"SSE endpoint answered HTTP {code} {received or 'without a content type'},"
+                f" not text/event-stream: {fix}",
                 http_status=code,
             )
         return failure
@@ -404,6 +434,19 @@ class Prober:
         assert isinstance(response.stream, httpx2.AsyncByteStream)
         content_type = response.headers.get("content-type", "").partition(";")[0]
         per_event = content_type.strip().lower() == "text/event-stream"
+        if (
+            self.target.transport is Transport.SSE
+            and response.request.method == "GET"
+            and not per_event
+            and not response.has_redirect_location
+        ):
+            self._sse_answer = (response.status_code, dict(response.headers))
+            if response.is_success:
+                # Refused here, before the SDK meets it as an SSEError that it
+                # logs with a traceback and that reads as unreachable.
+                failure = self._http_failure()
+                assert failure is not None
+                raise failure
         encoding = response.headers.get("content-encoding", "").strip().lower()
         response.stream = _CappedBody(
             response.stream,
@@ -888,6 +931,37 @@ def _handshake_slots() -> asyncio.Semaphore:
     return slots
 
 
+# Set in a session's own task, and so in every task the SDK starts for it.
+_in_session: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "mcp_health_probe_session", default=False
+)
+
+
+class _SessionRecords(logging.Filter):
+    """A record the SDK logs from a probe's session, above DEBUG: one DEBUG line.
+
+    Its failure is the probe's result already; as the SDK logs it (an ERROR
+    with a traceback) it would be one per probe of a failing target.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or not _in_session.get():
+            return True
+        message = record.getMessage()
+        if record.exc_info is not None and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            message = f"{message}: {type(exc).__name__}: {_short(str(exc))}"
+        record.msg, record.args = message, None
+        record.exc_info = record.exc_text = record.stack_info = None
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+# The SDK's SSE client logs each failure of its stream with a traceback, once
+# per probe of a failing target; no other logger is touched.
+logging.getLogger("mcp.client.sse").addFilter(_SessionRecords())
+
+
 def _retrieve(future: asyncio.Future[Client]) -> None:
     if not future.cancelled():
         future.exception()
@@ -924,6 +998,7 @@ class _SessionHolder:
         return await asyncio.shield(self._ready)
 
     async def _hold(self) -> None:
+        _in_session.set(True)  # this task's own context (see _SessionRecords)
         try:
             async with self._client as client:
                 self._ready.set_result(client)

@@ -10,6 +10,7 @@ reason and verdict) that says what happened.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -23,7 +24,8 @@ import pytest
 from mcp_health_operator import health, judge
 from mcp_health_operator.probe import Outcome, Prober, ProbeResult, Target, Transport
 from mcp_health_operator.testing import _procs
-from tests.conftest import HOSTILE
+from mcp_health_operator.testing.postgres import Postgres
+from tests.conftest import HOSTILE, SampleFactory
 
 STREAMABLE, SSE, HTTP = Transport.STREAMABLE_HTTP, Transport.SSE, Transport.HTTP
 TRANSPORTS = [STREAMABLE, SSE, HTTP]
@@ -348,3 +350,116 @@ async def test_an_mcp_server_without_the_resources_capability(
         assert "does not serve resources" in result.message
         assert result.server is not None and result.server.name == "tools-only"
     assert _verdict(result).reasons == ("HealthResourceNotFound",)
+
+
+# -- the SSE transport at what is not an SSE endpoint ---------------------------------
+
+# A misconfiguration, not an outage: the server answered, so the probe says
+# what it answered and what to fix, and it is no TargetUnreachable.
+NOT_AN_EVENT_STREAM = {
+    # What answers the SSE GET with 200: (hostile.py's arguments, the answer
+    # the message names, the fix it suggests).
+    "json": (
+        ("sse-get", "--answer", "json"),
+        "HTTP 200 application/json",
+        "set transport: streamable-http",
+    ),
+    "text": (("sse-get", "--answer", "text"), "HTTP 200 text/plain", "the server's SSE endpoint"),
+}
+
+
+@pytest.mark.parametrize("answer", NOT_AN_EVENT_STREAM)
+async def test_an_sse_get_answered_200_without_an_event_stream_is_a_protocol_error(
+    server: ServerFactory, answer: str
+) -> None:
+    args, received, fix = NOT_AN_EVENT_STREAM[answer]
+    results = await _probes(Target(server(*args), SSE), 3, timeout=TIMEOUT)
+    for result, wall in results:
+        assert result.outcome is Outcome.PROTOCOL_ERROR, result
+        assert f"SSE endpoint answered {received}, not text/event-stream" in result.message
+        assert fix in result.message, result.message
+        assert result.http_status == 200
+        assert wall < TIMEOUT  # at once: the answer's headers say it all
+        assert _verdict(result).reasons == ("ProtocolError",)
+
+
+async def test_the_sse_transport_at_a_streamable_http_endpoint_says_to_switch(
+    sample_server: SampleFactory, pg: Postgres
+) -> None:
+    # The sample server's real Streamable HTTP endpoint answers the SSE GET
+    # with 400 and a JSON-RPC error (no session id): set the transport.
+    sample = sample_server("codebase-mcp", dsn=pg.dsn)
+    results = await _probes(Target(sample.base_url + "/mcp", SSE), 3, timeout=5.0)
+    for result, _ in results:
+        assert result.outcome is Outcome.PROTOCOL_ERROR, result
+        assert result.message == (
+            "SSE endpoint answered HTTP 400 application/json, not text/event-stream:"
+            " is this a streamable-HTTP endpoint? set transport: streamable-http"
+        )
+        assert result.http_status == 400
+    # And the same server read as it should be.
+    [(right, _)] = await _probes(Target(sample.base_url + "/mcp", STREAMABLE), 1, timeout=5.0)
+    assert right.outcome is Outcome.OK, right
+
+
+@pytest.mark.parametrize("answer", ["silent", "drip"])
+async def test_an_event_stream_without_an_endpoint_event_in_time_is_a_timeout(
+    server: ServerFactory, answer: str
+) -> None:
+    # 200 text/event-stream, then nothing, or the endpoint event one byte
+    # every 0.2 s (~10 s): only the probe's deadline ends it.
+    target = Target(server("sse-get", "--answer", answer, "--interval", "0.2"), SSE)
+    results = await _probes(target, 2, timeout=TIMEOUT)
+    took = [round(wall, 3) for _, wall in results]
+    for result, wall in results:
+        assert result.outcome is Outcome.TIMEOUT, result
+        assert result.message == f"no answer within {TIMEOUT:g}s"
+        assert TIMEOUT <= wall <= BOUND, took
+        assert _verdict(result).reasons == ("ProbeTimeout",)
+
+
+def _tracebacks(records: list[logging.LogRecord]) -> list[str]:
+    return [
+        f"{r.levelname} {r.name}: {r.getMessage()}"
+        for r in records
+        if r.exc_info is not None or r.exc_text or r.levelno >= logging.WARNING
+    ]
+
+
+async def test_twenty_probes_of_a_misconfigured_sse_target_log_no_traceback(
+    server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A monitor probes every few seconds: a traceback per probe from the SDK
+    # would be hundreds of ERROR lines a minute saying what the result says.
+    caplog.set_level(logging.DEBUG)
+    results = await _probes(Target(server("sse-get", "--answer", "json"), SSE), 20, timeout=5.0)
+    assert {result.outcome for result, _ in results} == {Outcome.PROTOCOL_ERROR}
+    assert _tracebacks(caplog.records) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "outcome"),
+    [
+        # The SDK's SSE reader logs "Error in sse_reader" with a traceback for
+        # a dropped connection and for a body the probe refused.
+        (("mcp", "--transport", "sse", "--behaviour", "cut"), Outcome.UNREACHABLE),
+        (("bomb", "--size-mb", "5"), Outcome.PROTOCOL_ERROR),
+    ],
+    ids=["cut", "bomb"],
+)
+async def test_sse_session_failures_are_one_debug_line_not_a_traceback(
+    server: ServerFactory,
+    caplog: pytest.LogCaptureFixture,
+    args: tuple[str, ...],
+    outcome: Outcome,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    results = await _probes(Target(server(*args), SSE), 5, timeout=5.0)
+    assert {result.outcome for result, _ in results} == {outcome}
+    assert _tracebacks(caplog.records) == []
+    # What the SDK said is still there for whoever debugs, on one line.
+    said = [
+        r for r in caplog.records if r.name == "mcp.client.sse" and "Error in" in r.getMessage()
+    ]
+    assert said, [r.getMessage() for r in caplog.records if r.name.startswith("mcp")]
+    assert all(r.levelno == logging.DEBUG for r in said)

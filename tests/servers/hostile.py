@@ -6,6 +6,13 @@ python hostile.py tarpit --port P                # accepts, never answers
 python hostile.py drip --interval 0.2 --port P   # a valid-looking HTTP response, one byte a tick
 python hostile.py bomb --size-mb 50 --port P     # every answer gzip-encoded, whatever was asked:
                                                  # ~50 KiB on the wire, 50 MiB decoded
+python hostile.py sse-get --answer A --port P    # what an SSE client's GET is answered, 200 always:
+    json      application/json: a JSON-RPC error, as a Streamable HTTP endpoint answers
+    text      text/plain: a page that is not an event stream
+    silent    text/event-stream, then nothing, ever
+    drip      text/event-stream, a valid endpoint event one byte every --interval seconds
+python hostile.py doc [--document JSON] --port P # a GET of any path answers the document
+                                                 # (default: a healthy one); /__count counts
 
 A real MCP server (the official SDK) whose health answer misbehaves; the same
 answer is served over plain HTTP at ``/health/status``:
@@ -73,12 +80,13 @@ HEALTHY = {
 }
 
 
-def doc_app() -> Starlette:
+def doc_app(served_document: dict[str, Any] | None = None) -> Starlette:
+    body = HEALTHY if served_document is None else served_document
     served = {"count": 0}
 
     async def document(request: Request) -> Response:
         served["count"] += 1
-        return JSONResponse(HEALTHY)
+        return JSONResponse(body)
 
     async def count(request: Request) -> Response:
         return JSONResponse(served)
@@ -143,6 +151,32 @@ def bomb_app(size: int) -> Starlette:
         return Response(json_body, media_type="application/json", headers=headers)
 
     return Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST", "DELETE"])])
+
+
+SSE_ANSWERS = ("json", "text", "silent", "drip")
+
+
+def sse_get_app(answer: str, interval: float) -> Starlette:
+    """Every GET answered 200 as ``answer`` says, never with an endpoint event in time."""
+    from starlette.responses import StreamingResponse
+
+    async def get(request: Request) -> Response:
+        if answer == "json":
+            error = {"code": -32600, "message": "Bad Request: Missing session ID"}
+            return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})
+        if answer == "text":
+            return PlainTextResponse("OK")
+
+        async def events() -> Any:
+            if answer == "silent":
+                await asyncio.Event().wait()
+            for byte in b"event: endpoint\ndata: /messages/?session_id=0\n\n":  # drip
+                yield bytes([byte])
+                await asyncio.sleep(interval)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/{path:path}", get, methods=["GET"])])
 
 
 # -- MCP servers with a misbehaving health answer ------------------------------
@@ -347,7 +381,8 @@ def tools_only_app(transport: str) -> ASGIApp:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "mode", choices=["status", "tarpit", "doc", "drip", "bomb", "mcp", "tools-only"]
+        "mode",
+        choices=["status", "tarpit", "doc", "drip", "bomb", "sse-get", "mcp", "tools-only"],
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -361,6 +396,8 @@ def main() -> None:
     parser.add_argument("--legacy", action="store_true", help="refuse server/discover")
     parser.add_argument("--behaviour", choices=BEHAVIOURS, default="ok")
     parser.add_argument("--size-mb", type=int, default=50)
+    parser.add_argument("--answer", choices=SSE_ANSWERS, default="json")
+    parser.add_argument("--document", type=json.loads, help="doc: the JSON document to serve")
     args = parser.parse_args()
     app: ASGIApp
     if args.mode == "tarpit":
@@ -370,9 +407,11 @@ def main() -> None:
         asyncio.run(drip(args.host, args.port, args.interval))
         return
     if args.mode == "doc":
-        app = doc_app()
+        app = doc_app(args.document)
     elif args.mode == "bomb":
         app = bomb_app(args.size_mb << 20)
+    elif args.mode == "sse-get":
+        app = sse_get_app(args.answer, args.interval)
     elif args.mode == "mcp":
         inner = mcp_app(args.transport, args.behaviour, json_response=args.json_response)
         app = Misbehave(
