@@ -1,10 +1,13 @@
 """``mcp-health``: the command line.
 
 ``mcp-health check URL`` is the guide's one-shot ``health_check.py``: it reads
-the health resource once, prints the guide's fields, and exits 0 when the
-server reports ``healthy``, 1 when it reports ``degraded`` or ``unhealthy``,
-and 2 when no health document could be had (unreachable, timeout, invalid
-document, missing resource, refused credentials).
+the health resource once, prints the guide's fields, and judges the document
+as a monitor would, with the operator's judge and a monitor's default
+thresholds (each settable by a flag): it exits 0 when the verdict is Healthy,
+1 when it is Degraded or Unhealthy, and 2 when no health document could be had
+(unreachable, timeout, invalid document, missing resource, refused
+credentials, rate limited). ``--server-status-only`` is exactly the guide's
+script: 0 when the server reports ``healthy``, else 1 (2 on error).
 """
 
 from __future__ import annotations
@@ -14,16 +17,81 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import re
+import ssl
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from mcp_health_operator import __version__, probe
+from mcp_health_operator import __version__, judge, probe
+from mcp_health_operator.spec import ThresholdsSpec
 
 EXIT_HEALTHY, EXIT_NOT_HEALTHY, EXIT_ERROR = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdFlag:
+    """One of ``spec.thresholds``' numbers as a ``check`` flag, named after its field."""
+
+    field: str  # a ThresholdsSpec alias, i.e. the CRD's field name
+    band: str  # "degraded" | "unhealthy"
+    fraction: bool  # a utilization in 0..1, else milliseconds (>= 0)
+
+    @property
+    def flag(self) -> str:
+        kebab = re.sub(r"(?<!^)(?=[A-Z])", "-", self.field).lower()
+        return f"--{kebab}-{self.band}"
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+    @property
+    def default(self) -> float:
+        # A monitor's own default: what the API server fills in when
+        # spec.thresholds leaves the field out.
+        return float(_SPEC_DEFAULTS[self.field][self.band])
+
+
+_SPEC_DEFAULTS: dict[str, dict[str, float]] = ThresholdsSpec.model_validate({}).model_dump(
+    by_alias=True
+)
+THRESHOLD_FLAGS = (
+    ThresholdFlag("poolUtilization", "degraded", fraction=True),
+    ThresholdFlag("poolUtilization", "unhealthy", fraction=True),
+    ThresholdFlag("memoryUtilization", "degraded", fraction=True),
+    ThresholdFlag("memoryUtilization", "unhealthy", fraction=True),
+    ThresholdFlag("databaseLatencyMs", "degraded", fraction=False),
+    ThresholdFlag("probeLatencyMs", "degraded", fraction=False),
+)
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text!r}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected milliseconds >= 0, got {text!r}")
+    return value
 
 
 def _header(value: str) -> tuple[str, str]:
@@ -43,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         help="read a server's health resource once",
-        description="Read an MCP server's health resource once. "
-        "Exit 0 healthy, 1 degraded or unhealthy, 2 error.",
+        description="Read an MCP server's health resource once and judge it as the "
+        "operator does. Exit 0 Healthy, 1 Degraded or Unhealthy, 2 error.",
     )
     check.add_argument(
         "url",
@@ -83,6 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ca-file", help="CA bundle to verify the server's TLS certificate")
     check.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     check.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    check.add_argument(
+        "--server-status-only",
+        action="store_true",
+        help="the guide's script exactly: exit 0 if the document's own status is "
+        "'healthy', else 1 (2 on error); no thresholds, no verdict",
+    )
+    bands = check.add_argument_group(
+        "thresholds",
+        "A monitor's spec.thresholds, with its defaults: pool and memory utilization "
+        "are fractions (0..1), degraded not above unhealthy; latencies are in ms.",
+    )
+    for t in THRESHOLD_FLAGS:
+        bands.add_argument(
+            t.flag,
+            type=_fraction if t.fraction else _milliseconds,
+            # None: not given (the spec's default applies), so that a flag
+            # --server-status-only would ignore can be refused.
+            default=None,
+            metavar="FRACTION" if t.fraction else "MS",
+            help=f"spec.thresholds.{t.field}.{t.band} (default {t.default:g})",
+        )
+    # Kept so that main() can refuse contradictory flags as argparse does.
+    check.set_defaults(check_parser=check)
 
     run = sub.add_parser(
         "run",
@@ -217,6 +308,9 @@ def _env_int(name: str, default: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
+        problem = check_arguments_problem(args)
+        if problem is not None:
+            args.check_parser.error(problem)  # exits 2, with the check's usage
         return check(args, out=sys.stdout)
     if args.command == "run":
         return run_operator(args)
@@ -279,6 +373,45 @@ def run_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_arguments_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the check's flags together (each alone was checked by its type)."""
+    given = [t.flag for t in THRESHOLD_FLAGS if getattr(args, t.dest) is not None]
+    if args.server_status_only and given:
+        return f"{given[0]} has no effect with --server-status-only (no thresholds apply)"
+    bands: dict[str, dict[str, ThresholdFlag]] = {}
+    for t in THRESHOLD_FLAGS:
+        bands.setdefault(t.field, {})[t.band] = t
+    for band in bands.values():
+        low, high = band.get("degraded"), band.get("unhealthy")
+        if low is None or high is None:
+            continue
+        # The CRD's rule (self.degraded <= self.unhealthy): equal is allowed.
+        low_value, high_value = threshold_value(args, low), threshold_value(args, high)
+        if low_value > high_value:
+            return (
+                f"{low.flag} {low_value:g}{_defaulted(args, low)} must not exceed "
+                f"{high.flag} {high_value:g}{_defaulted(args, high)}"
+            )
+    return None
+
+
+def _defaulted(args: argparse.Namespace, t: ThresholdFlag) -> str:
+    return " (the default)" if getattr(args, t.dest) is None else ""
+
+
+def threshold_value(args: argparse.Namespace, t: ThresholdFlag) -> float:
+    given = getattr(args, t.dest)
+    return t.default if given is None else float(given)
+
+
+def thresholds_of(args: argparse.Namespace) -> judge.Thresholds:
+    """The flags as a monitor's ``spec.thresholds``, read the way the operator reads it."""
+    raw: dict[str, dict[str, float]] = {}
+    for t in THRESHOLD_FLAGS:
+        raw.setdefault(t.field, {})[t.band] = threshold_value(args, t)
+    return ThresholdsSpec.model_validate(raw).to_thresholds()
+
+
 def check(args: argparse.Namespace, *, out: TextIO) -> int:
     headers = dict(args.header)
     if args.token_env:
@@ -296,15 +429,38 @@ def check(args: argparse.Namespace, *, out: TextIO) -> int:
         insecure_skip_verify=args.insecure,
     )
     result = asyncio.run(_probe_once(target, args.timeout))
+    return report(args, target, result, out=out)
+
+
+def report(
+    args: argparse.Namespace, target: probe.Target, result: probe.ProbeResult, *, out: TextIO
+) -> int:
+    """Print one probe's result (and verdict, unless --server-status-only); the exit code."""
+    verdict = None if args.server_status_only else verdict_of(result, thresholds_of(args))
     if args.output == "json":
-        json.dump(as_json(target, result), out, indent=2)
+        json.dump(as_json(target, result, verdict), out, indent=2)
         out.write("\n")
     else:
-        write_table(target, result, out)
-    return exit_code(result)
+        write_table(target, result, out, verdict)
+    return exit_code(result, verdict)
+
+
+def verdict_of(result: probe.ProbeResult, thresholds: judge.Thresholds) -> judge.Verdict:
+    """One probe judged as a monitor judges each of its probes."""
+    obs = judge.Observation(
+        outcome=result.outcome.value,
+        latency_ms=result.latency_ms,
+        document=result.document,
+        message=result.message,
+    )
+    # No history, and thresholds of 1: this probe alone decides, so a
+    # document's verdict is the judge's reading of it (Verdict.instant), and a
+    # rate-limited probe stays Unknown rather than reading as Healthy.
+    return judge.judge(obs, thresholds, judge.History(), failure_threshold=1, success_threshold=1)
 
 
 async def _probe_once(target: probe.Target, timeout: float) -> probe.ProbeResult:
+    _warm_up(target)
     prober = probe.Prober(target, timeout=timeout)
     try:
         return await prober.probe()
@@ -312,13 +468,34 @@ async def _probe_once(target: probe.Target, timeout: float) -> probe.ProbeResult
         await prober.aclose()
 
 
-def exit_code(result: probe.ProbeResult) -> int:
+def _warm_up(target: probe.Target) -> None:
+    """Pay the HTTP client's one-time costs before the probe's clock starts.
+
+    The latency is judged (probeLatencyMs): a monitor pays these once per
+    process, and a one-shot check would otherwise add some 100-300 ms of its
+    own start-up to the server's time.
+    """
+    import httpcore2  # noqa: F401  (httpx2 imports it on its first client)
+
+    if not target.insecure_skip_verify:
+        # Cached per CA bundle; an unreadable bundle is the probe's to report.
+        with contextlib.suppress(OSError, ssl.SSLError):
+            probe._ssl_context(target.ca_file, target.ca_data)
+
+
+def exit_code(result: probe.ProbeResult, verdict: judge.Verdict | None = None) -> int:
+    """2 without a document; else by the verdict, or without one (--server-status-only)
+    by the server's own status, as the guide's script does."""
     if result.document is None:
         return EXIT_ERROR
-    return EXIT_HEALTHY if result.document.status == "healthy" else EXIT_NOT_HEALTHY
+    if verdict is None:
+        return EXIT_HEALTHY if result.document.status == "healthy" else EXIT_NOT_HEALTHY
+    return EXIT_HEALTHY if verdict.health is judge.Health.HEALTHY else EXIT_NOT_HEALTHY
 
 
-def as_json(target: probe.Target, result: probe.ProbeResult) -> dict[str, Any]:
+def as_json(
+    target: probe.Target, result: probe.ProbeResult, verdict: judge.Verdict | None = None
+) -> dict[str, Any]:
     doc = result.document
     server = result.server
     return {
@@ -348,10 +525,19 @@ def as_json(target: probe.Target, result: probe.ProbeResult) -> dict[str, Any]:
         if server
         else None,
         "retry_after_seconds": result.retry_after_s,
+        # As in a monitor's status.health and status.reasons; None when not
+        # judged (--server-status-only).
+        "verdict": verdict.health.value if verdict else None,
+        "reasons": list(verdict.reasons) if verdict else None,
     }
 
 
-def write_table(target: probe.Target, result: probe.ProbeResult, out: TextIO) -> None:
+def write_table(
+    target: probe.Target,
+    result: probe.ProbeResult,
+    out: TextIO,
+    verdict: judge.Verdict | None = None,
+) -> None:
     doc = result.document
     url = probe.endpoint(target.url, target.transport)
     if doc is None:
@@ -382,6 +568,10 @@ def write_table(target: probe.Target, result: probe.ProbeResult, out: TextIO) ->
         detail = f" ({', '.join(figures)})" if figures else ""
         print(f"  Check {name}: {item.status}{detail}", file=out)
     print(f"  Latency: {result.latency_ms:.1f} ms", file=out)
+    if verdict is not None:
+        print(f"  Verdict: {verdict.health.value.upper()}", file=out)
+        for finding in verdict.findings:
+            print(f"  Reason {finding.reason.value}: {finding.message}", file=out)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""``mcp-health check``: the guide's fields and exit codes 0 / 1 / 2, as a user runs it."""
+"""``mcp-health check``: the guide's fields, the operator's verdict and reasons, and exit
+codes 0 / 1 / 2, as a user runs it."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -36,6 +38,8 @@ def test_healthy_server_exits_0_and_prints_the_guide_fields(
     assert "Pool Utilization: 0.0%" in done.stdout
     for check in ("database", "memory", "disk"):
         assert f"Check {check}: pass" in done.stdout
+    assert "Verdict: HEALTHY" in done.stdout
+    assert "Reason " not in done.stdout
 
 
 async def test_unhealthy_server_exits_1_with_json_output(
@@ -52,6 +56,8 @@ async def test_unhealthy_server_exits_1_with_json_output(
     assert report["database_status"] == "connected"
     assert report["checks"]["database"]["status"] == "pass"
     assert report["server"]["name"] == "workflow-mcp"
+    assert report["verdict"] == "Unhealthy"
+    assert report["reasons"][:2] == ["ServerReportedUnhealthy", "PoolExhausted"]
 
 
 async def test_degraded_server_exits_1(sample_server: SampleFactory, pg: Postgres) -> None:
@@ -63,6 +69,134 @@ async def test_degraded_server_exits_1(sample_server: SampleFactory, pg: Postgre
     assert done.returncode == 1, done.stdout
     assert "Status: DEGRADED" in done.stdout
     assert "Pool Utilization: 90.0%" in done.stdout
+    assert "Verdict: DEGRADED" in done.stdout
+    assert "Reason ServerReportedDegraded: server reports degraded" in done.stdout
+    assert "Reason PoolUtilizationHigh: pool utilization 90% >= 80%" in done.stdout
+
+
+# What a server says of itself, beside figures that say otherwise. Served
+# as-is by tests/servers/hostile.py's ``doc`` mode over plain HTTP.
+SAYS_HEALTHY: dict[str, Any] = {
+    "status": "healthy",
+    "database_status": "connected",
+    "uptime_seconds": 60.0,
+    "connection_pool": {
+        "total_connections": 100,
+        "active_connections": 10,
+        "idle_connections": 90,
+        "waiting_requests": 0,
+        "pool_utilization": 0.10,
+    },
+    "checks": {"database": {"status": "pass", "latency_ms": 1.0}},
+}
+DISCONNECTED_BUT_HEALTHY = {
+    **SAYS_HEALTHY,
+    "database_status": "disconnected",
+    "checks": {"database": {"status": "fail", "message": "Database unreachable"}},
+}
+POOL_97_BUT_HEALTHY = {
+    **SAYS_HEALTHY,
+    "connection_pool": {
+        "total_connections": 100,
+        "active_connections": 97,
+        "idle_connections": 3,
+        "waiting_requests": 4,
+        "pool_utilization": 0.97,
+    },
+}
+
+
+def serve(hostile_server: HostileFactory, document: dict[str, Any]) -> str:
+    return hostile_server("doc", "--document", json.dumps(document))
+
+
+def test_says_healthy_with_the_database_disconnected_exits_1(
+    hostile_server: HostileFactory,
+) -> None:
+    url = serve(hostile_server, DISCONNECTED_BUT_HEALTHY)
+    done = mcp_health("check", url, "--transport", "http")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Status: HEALTHY" in done.stdout  # what the server says, still shown
+    assert "Database: disconnected" in done.stdout
+    assert "Verdict: UNHEALTHY" in done.stdout
+    assert "Reason DatabaseDisconnected: database disconnected" in done.stdout
+    done = mcp_health("check", url, "--transport", "http", "-o", "json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "healthy"
+    assert report["verdict"] == "Unhealthy"
+    assert report["reasons"] == ["DatabaseDisconnected"]
+
+
+def test_says_healthy_with_the_pool_at_97_percent_exits_1(hostile_server: HostileFactory) -> None:
+    url = serve(hostile_server, POOL_97_BUT_HEALTHY)
+    done = mcp_health("check", url, "--transport", "http")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Pool Utilization: 97.0% (97 active, 3 idle of 100, 4 waiting)" in done.stdout
+    assert "Verdict: UNHEALTHY" in done.stdout
+    assert "Reason PoolExhausted: pool utilization 97% >= 95%" in done.stdout
+    report = json.loads(mcp_health("check", url, "--transport", "http", "-o", "json").stdout)
+    assert (report["verdict"], report["reasons"]) == ("Unhealthy", ["PoolExhausted"])
+
+
+@pytest.mark.parametrize(
+    ("document", "code"),
+    [
+        (DISCONNECTED_BUT_HEALTHY, 0),
+        (POOL_97_BUT_HEALTHY, 0),
+        ({**SAYS_HEALTHY, "status": "degraded"}, 1),
+        ({**SAYS_HEALTHY, "status": "unhealthy"}, 1),
+    ],
+    ids=["disconnected", "pool-97", "says-degraded", "says-unhealthy"],
+)
+def test_server_status_only_is_the_guides_script(
+    hostile_server: HostileFactory, document: dict[str, Any], code: int
+) -> None:
+    url = serve(hostile_server, document)
+    done = mcp_health("check", url, "--transport", "http", "--server-status-only")
+    assert done.returncode == code, done.stdout + done.stderr
+    assert f"Status: {document['status'].upper()}" in done.stdout
+    assert "Verdict" not in done.stdout and "Reason" not in done.stdout
+    args = ("check", url, "--transport", "http", "--server-status-only", "-o", "json")
+    done = mcp_health(*args)
+    assert done.returncode == code
+    report = json.loads(done.stdout)
+    assert (report["status"], report["verdict"], report["reasons"]) == (
+        document["status"],
+        None,
+        None,
+    )
+
+
+def test_threshold_flags_change_the_verdict(hostile_server: HostileFactory) -> None:
+    url = serve(hostile_server, POOL_97_BUT_HEALTHY)
+    base = ("check", url, "--transport", "http", "-o", "json")
+    # 0.97 is now below the unhealthy line but above the degraded one.
+    done = mcp_health(*base, "--pool-utilization-unhealthy", "0.99")
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert (report["verdict"], report["reasons"]) == ("Degraded", ["PoolUtilizationHigh"])
+    # Below both lines: the figures no longer contradict the server.
+    done = mcp_health(
+        *base, "--pool-utilization-degraded", "0.98", "--pool-utilization-unhealthy", "0.99"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert (report["verdict"], report["reasons"]) == ("Healthy", [])
+
+
+def test_a_real_outage_exits_1_with_the_operators_reasons(
+    sample_server: SampleFactory, own_pg: Postgres
+) -> None:
+    server = sample_server("codebase-mcp", dsn=own_pg.dsn)
+    assert mcp_health("check", server.base_url).returncode == 0
+    own_pg.stop()
+    done = mcp_health("check", server.base_url, "-o", "json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["database_status"] == "disconnected"
+    assert report["verdict"] == "Unhealthy"
+    assert report["reasons"][:2] == ["ServerReportedUnhealthy", "DatabaseDisconnected"]
 
 
 def test_nothing_listening_exits_2() -> None:
@@ -75,7 +209,10 @@ def test_timeout_exits_2(hostile_server: HostileFactory) -> None:
     url = hostile_server("tarpit")
     done = mcp_health("check", url, "--timeout", "0.5", "-o", "json")
     assert done.returncode == 2
-    assert json.loads(done.stdout)["outcome"] == "Timeout"
+    report = json.loads(done.stdout)
+    assert report["outcome"] == "Timeout"
+    # Exit 2 all the same; the judge's reading of the failed probe is shown.
+    assert (report["verdict"], report["reasons"]) == ("Unhealthy", ["ProbeTimeout"])
 
 
 def test_refused_credentials_exit_2_and_never_echo_the_token(
@@ -98,6 +235,13 @@ def test_bad_arguments_are_refused_by_the_parser() -> None:
     done = mcp_health("check", "http://x", "--transport", "carrier-pigeon")
     assert done.returncode == 2
     assert "invalid choice: 'carrier-pigeon'" in done.stderr
+    done = mcp_health("check", "http://x", "--pool-utilization-unhealthy", "0.5")
+    assert done.returncode == 2
+    assert "usage: mcp-health check" in done.stderr
+    assert (
+        "--pool-utilization-degraded 0.8 (the default) must not exceed "
+        "--pool-utilization-unhealthy 0.5"
+    ) in done.stderr
 
 
 def test_contradictory_membership_flags_are_refused_before_anything_starts() -> None:
