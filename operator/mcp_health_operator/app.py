@@ -90,8 +90,10 @@ async def run(
     fleet = Fleet(kube=kube, config=config)
     members = membership(config, client, fleet)
     member_task = asyncio.create_task(members.run(), name="members") if members else None
+    resync_task = asyncio.create_task(fleet.resync_forever(config.resync_s), name="resync")
 
     async def shutdown() -> None:
+        resync_task.cancel()
         if member_task is not None:
             member_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

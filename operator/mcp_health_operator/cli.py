@@ -200,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between status writes when nothing changed (default 300)",
     )
     run.add_argument(
+        "--resync",
+        type=float,
+        default=float(os.environ.get("MCP_HEALTH_RESYNC", "60")),
+        help="seconds between listings of the monitors, which forget those deleted "
+        "while the watch was away (default 60)",
+    )
+    run.add_argument(
         "--allow-cross-namespace",
         action="store_true",
         help="let monitors target Services in other namespaces",
@@ -339,6 +346,7 @@ def run_operator(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         heartbeat_s=args.heartbeat,
+        resync_s=args.resync,
         allow_cross_namespace=args.allow_cross_namespace,
         allow_url_targets=bool(args.allow_url),
         url_allow_list=tuple(args.allow_url),

@@ -15,6 +15,9 @@ class Config:
     metrics_host: str = "0.0.0.0"
     # Status is written on change, else at most once per heartbeat.
     heartbeat_s: float = 300.0
+    # Monitors are listed this often to forget those deleted while the watch
+    # was away (a relist after a gap delivers no DELETED event).
+    resync_s: float = 60.0
     # Monitors may target Services in other namespaces only when allowed.
     allow_cross_namespace: bool = False
     # URL targets are refused unless allowed and matched by the allow-list

@@ -37,11 +37,15 @@ class Fleet:
         # Which monitors (by UID) this replica probes; None: all of them.
         self.owns: Callable[[str], bool] | None = None
         self._stopped = False
+        self._seen: dict[Key, float] = {}  # when each monitor was first delivered
 
     def upsert(self, obj: MonitorObject) -> None:
         if self._stopped:
             return
         key = (obj.ref.namespace, obj.ref.name)
+        known = self.objects.get(key)
+        if known is None or known.ref.uid != obj.ref.uid:
+            self._seen[key] = time.monotonic()
         self.objects[key] = obj
         worker = self.workers.get(key)
         if worker is not None and worker.obj.ref.uid != obj.ref.uid:
@@ -84,6 +88,7 @@ class Fleet:
             config=self.config,
             aggregator=self.aggregator,
             fleet_state=self.state,
+            on_gone=self.gone,
         )
         self.workers[key] = worker
         self._tasks[key] = asyncio.create_task(self._run(key, worker), name=f"monitor {key}")
@@ -106,7 +111,39 @@ class Fleet:
     def remove(self, key: Key) -> None:
         """The monitor is gone (deleted)."""
         self.objects.pop(key, None)
+        self._seen.pop(key, None)
         self._stop(key)
+
+    def gone(self, obj: MonitorObject) -> None:
+        """A write found the monitor deleted: forget it, unless a namesake replaced it."""
+        key = (obj.ref.namespace, obj.ref.name)
+        current = self.objects.get(key)
+        if current is not None and current.ref.uid == obj.ref.uid:
+            log.info("monitor %s/%s is gone (its status write found no object)", *key)
+            self.remove(key)
+
+    async def resync(self) -> int:
+        """Forget monitors deleted while the watch was away (no DELETED event
+        comes for them after a relist); returns how many were forgotten."""
+        started = time.monotonic()
+        existing = await self.kube.monitor_uids(self.config.namespaces)
+        dropped = 0
+        for key, obj in list(self.objects.items()):
+            # Only what was known before the listing began: a monitor created
+            # since may be missing from it without being gone.
+            if obj.ref.uid not in existing and self._seen.get(key, started) < started:
+                log.info("monitor %s/%s was deleted while unwatched; forgetting it", *key)
+                self.remove(key)
+                dropped += 1
+        return dropped
+
+    async def resync_forever(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.resync()
+            except Exception as exc:  # the API server may be away: the next one
+                log.warning("resync of the monitors failed: %s", exc)
 
     def _stop(self, key: Key) -> None:
         worker = self.workers.pop(key, None)

@@ -144,6 +144,18 @@ class Kube:
             return None
         return dict(obj.to_dict())
 
+    async def monitor_uids(self, namespaces: tuple[str, ...]) -> set[str]:
+        """The UIDs of the monitors that exist now: in ``namespaces`` if they are
+        exact names, else cluster-wide (globs are matched by the caller)."""
+        exact = namespaces and not any(set("*?[!") & set(n) for n in namespaces)
+        scopes: list[str | None] = list(namespaces) if exact else [None]
+        uids: set[str] = set()
+        for namespace in scopes:
+            async for obj in self.client.list(Monitor, namespace=namespace or "*"):
+                if obj.metadata is not None and obj.metadata.uid:
+                    uids.add(obj.metadata.uid)
+        return uids
+
     async def service_port(self, namespace: str, name: str, port: int | str) -> int:
         """The Service's port number for ``port`` (a number or a port name)."""
         return (await self.service_port_and_name(namespace, name, port))[0]

@@ -87,8 +87,10 @@ class MonitorWorker:
         config: Config,
         aggregator: events.Aggregator,
         fleet_state: Callable[[], remediation.FleetState] | None = None,
+        on_gone: Callable[[MonitorObject], None] | None = None,
     ) -> None:
         self.obj = obj
+        self.on_gone = on_gone
         self.kube = kube
         self.config = config
         self.aggregator = aggregator
@@ -398,10 +400,14 @@ class MonitorWorker:
         # Which replica probes this monitor: with several, the one that owns it.
         new_status["probedBy"] = self.kube.instance
         try:
-            await self.kube.patch_status(self.obj.ref, new_status)
+            found = await self.kube.patch_status(self.obj.ref, new_status)
         except Exception as exc:  # the API server may be away; try again next probe
             log.warning("status write for %s failed: %s", _key(self.obj.ref), exc)
             self.budget.forget()
+            return
+        if not found:  # 404: deleted while no DELETED event reached us
+            if self.on_gone is not None:
+                self.on_gone(self.obj)
             return
         self.budget.written(key, now)
         self._conditions = new_status["conditions"]

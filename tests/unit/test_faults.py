@@ -47,6 +47,7 @@ class FakeKube:
         self.instance = "operator-0"
         self.down = False
         self.writes_down = False  # reads still answered: the API server going away mid-step
+        self.deleted = False  # the monitor is gone: writes answer 404
         self.status: dict[str, Any] = {}
         self.restarts: list[str] = []
         self.posted: list[tuple[str, int, datetime | None]] = []
@@ -65,6 +66,8 @@ class FakeKube:
         self._check()
         if self.writes_down:
             raise ConnectionError("All connection attempts failed")
+        if self.deleted:
+            return False
         self.status = _merge(self.status, status)
         return True
 
@@ -321,3 +324,21 @@ def test_observed_generation_is_the_generation_the_verdict_was_reached_under() -
     assert w.obj.generation == 2  # the newer object arrived mid-probe ...
     assert kube.status["observedGeneration"] == 1  # ... but this verdict is generation 1's
     assert {c["observedGeneration"] for c in kube.status["conditions"]} == {1}
+
+
+def test_a_status_write_that_finds_the_monitor_deleted_reports_it_gone() -> None:
+    kube = FakeKube()
+    gone: list[MonitorObject] = []
+    obj = MonitorObject(ref=REF, generation=1, spec={})
+    w = MonitorWorker(
+        obj,
+        kube=cast(Kube, kube),
+        config=Config(),
+        aggregator=events.Aggregator(),
+        on_gone=gone.append,
+    )
+    kube.deleted = True
+    asyncio.run(
+        w._send_status(_Status({"health": "Healthy", "conditions": []}, Thresholds(), None))
+    )
+    assert gone == [obj]
