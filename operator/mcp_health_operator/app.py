@@ -104,7 +104,12 @@ async def run(
             await members.leave()
 
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, fleet, on_stop=shutdown if members is not None else None)
+    handlers.register(
+        registry,
+        fleet,
+        on_stop=shutdown if members is not None else None,
+        watch_secrets=config.watch_secrets,
+    )
     runner = await serve_metrics(config, fleet, members)
     try:
         await kopf.operator(

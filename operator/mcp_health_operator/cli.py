@@ -207,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
         "while the watch was away (default 60)",
     )
     run.add_argument(
+        "--no-watch-secrets",
+        dest="watch_secrets",
+        action="store_false",
+        help="do not watch Secrets (no list/watch RBAC on them): a Secret a monitor "
+        "uses is then read again only when its spec changes",
+    )
+    run.add_argument(
         "--allow-cross-namespace",
         action="store_true",
         help="let monitors target Services in other namespaces",
@@ -347,6 +354,7 @@ def run_operator(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         heartbeat_s=args.heartbeat,
         resync_s=args.resync,
+        watch_secrets=args.watch_secrets,
         allow_cross_namespace=args.allow_cross_namespace,
         allow_url_targets=bool(args.allow_url),
         url_allow_list=tuple(args.allow_url),

@@ -18,6 +18,8 @@ class Config:
     # Monitors are listed this often to forget those deleted while the watch
     # was away (a relist after a gap delivers no DELETED event).
     resync_s: float = 60.0
+    # Watch Secrets (list/watch RBAC) so a rotated token is read at once.
+    watch_secrets: bool = True
     # Monitors may target Services in other namespaces only when allowed.
     allow_cross_namespace: bool = False
     # URL targets are refused unless allowed and matched by the allow-list

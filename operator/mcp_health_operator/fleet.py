@@ -38,6 +38,8 @@ class Fleet:
         self.owns: Callable[[str], bool] | None = None
         self._stopped = False
         self._seen: dict[Key, float] = {}  # when each monitor was first delivered
+        # resourceVersion of each Service/Secret last delivered (for relists).
+        self._dep_versions: dict[tuple[str, str, str], str] = {}
 
     def upsert(self, obj: MonitorObject) -> None:
         if self._stopped:
@@ -113,6 +115,30 @@ class Fleet:
         self.objects.pop(key, None)
         self._seen.pop(key, None)
         self._stop(key)
+
+    def dependency_changed(
+        self, kind: str, namespace: str, name: str, *, version: str = "", listed: bool = False
+    ) -> int:
+        """A Service or Secret changed (or appeared, or went): requeue the monitors using it.
+
+        ``listed``: delivered by a (re)listing, not as a change. Monitors read
+        their dependencies when they start, so a listed object requeues them
+        only if it differs from the version last seen (it changed in a gap).
+        """
+        dep = (kind, namespace, name)
+        hit = [w for w in self.workers.values() if dep in w.deps]
+        if not hit:  # versions are kept only of what some monitor here uses
+            self._dep_versions.pop(dep, None)
+            return 0
+        seen = self._dep_versions.get(dep)
+        self._dep_versions[dep] = version
+        if listed and (seen is None or seen == version):
+            return 0
+        for worker in hit:
+            worker.requeue()
+        if hit:
+            log.info("%s %s/%s changed: %d monitors read their target again", *dep, len(hit))
+        return len(hit)
 
     def gone(self, obj: MonitorObject) -> None:
         """A write found the monitor deleted: forget it, unless a namesake replaced it."""

@@ -21,6 +21,8 @@ def register(
     registry: kopf.OperatorRegistry,
     fleet: Fleet,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    *,
+    watch_secrets: bool = True,
 ) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -34,6 +36,28 @@ def register(
         @kopf.on.cleanup(registry=registry)
         async def stop(**_: Any) -> None:
             await on_stop()
+
+    # Shared watches of what monitors depend on: one per kind for the whole
+    # fleet, not a read per monitor; a change requeues the monitors using it.
+    def changed(kind: str, type: str | None, body: kopf.Body) -> None:
+        meta = body.metadata
+        fleet.dependency_changed(
+            kind,
+            meta.namespace or "",
+            meta.name or "",
+            version=str(meta.get("resourceVersion") or ""),
+            listed=type is None,  # kopf's (re)listing, not a watch event
+        )
+
+    @kopf.on.event("", "v1", "services", registry=registry)
+    async def service_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+        changed("Service", type, body)
+
+    if watch_secrets:
+
+        @kopf.on.event("", "v1", "secrets", registry=registry)
+        async def secret_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+            changed("Secret", type, body)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def monitor_event(*, type: str, body: kopf.Body, **_: Any) -> None:

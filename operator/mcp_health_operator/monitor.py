@@ -100,6 +100,9 @@ class MonitorWorker:
         self._group: fanout.EndpointGroup | None = None
         self._spec: specs.MonitorSpec | None = None
         self._configured_generation: int | None = None
+        # The Services and Secrets the spec names: a change to one reconfigures
+        # this monitor (see Fleet.dependency_changed).
+        self.deps: frozenset[tuple[str, str, str]] = frozenset()
         self._refusal: Refused | None = None
         self._conditions: list[dict[str, Any]] = list(obj.status.get("conditions") or [])
         # Carry the verdict over an operator restart: no repeated transition
@@ -139,6 +142,11 @@ class MonitorWorker:
     def update(self, obj: MonitorObject) -> None:
         """A new version of the object; a spec change takes effect at the next probe."""
         self.obj = obj
+
+    def requeue(self) -> None:
+        """A Service or Secret the monitor uses changed: read the target again, now."""
+        self._configured_generation = None
+        self._wake.set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -463,6 +471,7 @@ class MonitorWorker:
         target: probe.Target | None = None
         try:
             self._spec = specs.parse(obj.spec)
+            self.deps = _dependencies(self._spec, obj.ref.namespace)
             if self._spec.target.endpoint_policy is not None:
                 self._group = await self._endpoint_group(self._spec)
                 display = _display(self._spec)
@@ -669,3 +678,18 @@ def _health(value: object) -> judge.Health:
 
 def _key(ref: ObjectRef) -> str:
     return f"{ref.namespace}/{ref.name}"
+
+
+def _dependencies(spec: specs.MonitorSpec, namespace: str) -> frozenset[tuple[str, str, str]]:
+    """(kind, namespace, name) of each Service and Secret the spec names."""
+    deps: set[tuple[str, str, str]] = set()
+    t = spec.target
+    if t.service is not None:
+        deps.add(("Service", t.service.namespace or namespace, t.service.name))
+    refs = []
+    if t.auth is not None:
+        refs += [t.auth.headers_secret_ref, t.auth.bearer_token_secret_ref]
+    if t.tls is not None:
+        refs.append(t.tls.ca_secret_ref)
+    deps.update(("Secret", namespace, ref.name) for ref in refs if ref is not None)
+    return frozenset(deps)

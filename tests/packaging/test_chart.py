@@ -99,9 +99,9 @@ BASE_GRANTS = (
     expand("mcphealth.dev", "mcphealthmonitors", "get list watch")
     | expand("mcphealth.dev", "mcphealthmonitors/status", "get patch update")
     | expand("", "events", "create patch")
-    | expand("", "services", "get")
+    | expand("", "services", "get list watch")
     | expand("discovery.k8s.io", "endpointslices", "get list watch")
-    | expand("", "secrets", "get")
+    | expand("", "secrets", "get list watch")
 )
 REMEDIATION_GRANTS = (
     expand("apps", "deployments statefulsets", "get list patch")
@@ -310,10 +310,11 @@ def test_remediation_off_drops_its_verbs_and_pauses(helm_cli: Helm) -> None:
     docs = helm_cli.render({"remediation": {"enabled": False}, "targets": {"readSecrets": False}})
     assert (
         grants(one(docs, "ClusterRole")["rules"])
-        == (BASE_GRANTS - expand("", "secrets", "get")) | CRD_GRANTS
+        == (BASE_GRANTS - expand("", "secrets", "get list watch")) | CRD_GRANTS
     )
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--pause-remediation" in args
+    assert "--no-watch-secrets" in args  # no list/watch on Secrets: the operator watches none
     only_deployments = helm_cli.render({"remediation": {"workloadKinds": ["Deployment"]}})
     apps = {g for g in grants(one(only_deployments, "ClusterRole")["rules"]) if g[0] == "apps"}
     assert apps == expand("apps", "deployments", "get list patch")
@@ -569,13 +570,15 @@ def test_helm_install_creates_the_objects(
         assert can("patch", "mcphealthmonitors.mcphealth.dev", watched, "--subresource=status")
         assert can("create", "events", watched)
         assert can("get", "secrets", watched)
+        assert can("watch", "secrets", watched)  # a rotated token is read within seconds
         assert can("patch", "deployments.apps", watched)
         # Membership Leases in the release namespace...
         for verb in ("get", "list", "watch", "create", "update", "patch", "delete"):
             assert can(verb, "leases.coordination.k8s.io", release_ns), verb
         # ...and no more.
         assert not can("create", "leases.coordination.k8s.io", watched)
-        assert not can("list", "secrets", watched)
+        assert not can("create", "secrets", watched)
+        assert not can("update", "secrets", watched)
         assert not can("delete", "deployments.apps", watched)
         assert not can("update", "mcphealthmonitors.mcphealth.dev", watched)
         assert not can("create", "pods", watched)

@@ -102,19 +102,21 @@ into the ClusterRole (scope cluster) and into each Role (scope namespaced).
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
-# Resolve a Service target's port (by number or name).
+# Resolve a Service target's port (by number or name); watch Services so a
+# monitor follows its Service's creation, port changes and deletion.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get]
+  verbs: [get, list, watch]
 # Find the endpoints behind a Service target.
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [get, list, watch]
 {{- if .Values.targets.readSecrets }}
-# Read the auth (bearer token, headers) and TLS CA Secrets monitors name.
+# Read the auth (bearer token, headers) and TLS CA Secrets monitors name, and
+# watch them so a rotated token is read at once.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, list, watch]
 {{- end }}
 {{- if .Values.remediation.enabled }}
 # Remediation: read a workload and stamp its pod template (rollout restart) or
