@@ -24,6 +24,8 @@ Beside them:
 - ``mcp_probe_total{outcome}``: probes by outcome (``Ok``, ``Timeout``, ...).
 - ``mcp_probe_consecutive_failures``: consecutive failed probes.
 - ``mcp_remediation_actions_total{action,result}``: remediation actions.
+- ``mcp_events_dropped_total{reason}``: Events the spam filter dropped
+  (over the monitor's budget: a burst of 25, then one per 5 minutes).
 - ``mcp_monitors{health}``: monitors by effective health (no monitor labels).
 
 Per-endpoint monitors (``spec.target.perEndpoint``) add, with the extra
@@ -97,6 +99,7 @@ class MonitorFigures:
     bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     duration_sum: float = 0.0
     remediations: dict[tuple[str, str], int] = field(default_factory=dict)
+    events_dropped: dict[str, int] = field(default_factory=dict)  # by Event reason
     # Per-endpoint monitors only; replaced after each probe round.
     endpoints: tuple[EndpointFigures, ...] = ()
 
@@ -139,6 +142,9 @@ class MonitorFigures:
         key = (action, result)
         self.remediations[key] = self.remediations.get(key, 0) + 1
 
+    def count_event_dropped(self, reason: str) -> None:
+        self.events_dropped[reason] = self.events_dropped.get(reason, 0) + 1
+
 
 class FleetCollector(Collector):
     """Turns the live monitors' figures into metric families on each scrape."""
@@ -171,6 +177,11 @@ class FleetCollector(Collector):
             "mcp_remediation_actions",
             "Remediation actions by action and result",
             labels=[*LABELS, "action", "result"],
+        )
+        dropped = CounterMetricFamily(
+            "mcp_events_dropped",
+            "Events dropped by the spam filter, by reason",
+            labels=[*LABELS, "reason"],
         )
         durations = HistogramMetricFamily(
             "mcp_probe_duration_seconds", "Probe duration in seconds", labels=LABELS
@@ -224,6 +235,8 @@ class FleetCollector(Collector):
                 probes.add_metric([*labels, outcome], count)
             for (action, result), count in m.remediations.items():
                 remediations.add_metric([*labels, action, result], count)
+            for reason, count in m.events_dropped.items():
+                dropped.add_metric([*labels, reason], count)
             if m.outcomes:
                 cumulative, buckets = 0, []
                 for bound, count in zip((*BUCKETS, float("inf")), m.bucket_counts, strict=True):
@@ -253,6 +266,7 @@ class FleetCollector(Collector):
         yield probes
         yield durations
         yield remediations
+        yield dropped
         fleet = GaugeMetricFamily("mcp_monitors", "Monitors by effective health", labels=["health"])
         for health, count in by_health.items():
             fleet.add_metric([health.value], count)

@@ -421,11 +421,17 @@ class MonitorWorker:
         self._conditions = new_status["conditions"]
 
     async def _event(self, spec_event: events.EventSpec) -> None:
-        self._queue_event(spec_event)
+        """An Event of remediation: a record of what was done or held, never dropped."""
+        self._queue_event(spec_event, spam_exempt=True)
         await self._post_unposted()
 
-    def _queue_event(self, spec_event: events.EventSpec) -> None:
-        """Count the Event now (the aggregator's clock); it is posted with the ones waiting."""
+    def _queue_event(self, spec_event: events.EventSpec, *, spam_exempt: bool = False) -> None:
+        """Count the Event now (the aggregator's clock); it is posted with the ones waiting.
+
+        Health transitions over the monitor's Event budget (the spam filter) are
+        dropped and counted; remediation's Events are the audit trail of its
+        actions, so they pass whatever the budget says.
+        """
         ref = self.obj.ref
         post = self.aggregator.post(
             uid=ref.uid,
@@ -433,7 +439,7 @@ class MonitorWorker:
             event=spec_event,
             now=asyncio.get_running_loop().time(),
         )
-        if post is None:  # over this monitor's Event budget (the spam filter)
+        if post.dropped and not spam_exempt:  # over this monitor's Event budget
             self.figures.count_event_dropped(spec_event.reason)
             return
         self._unposted.pop(post.name, None)

@@ -327,3 +327,118 @@ def test_event_names_stay_valid_for_long_object_names() -> None:
     p = Aggregator().post(uid=UID, object_name="x" * 300, event=warning("m"), now=0.0)
     assert len(p.name) <= 253
     assert p.name.startswith("x" * 200 + ".")
+
+
+# -- Bounds (LRU) and the spam filter -------------------------------------------------------
+
+
+def test_the_default_bound_and_budget_are_client_gos() -> None:
+    agg = Aggregator()
+    assert events.MAX_ENTRIES == 4096
+    assert (agg.spam_burst, agg.spam_refill_s) == (25, 300.0)  # burst 25, qps 1/300
+
+
+def test_every_map_stays_at_the_bound_after_100000_distinct_transitions() -> None:
+    agg = Aggregator()
+    for i in range(100_000):
+        # Ten per monitor (four singles, then a flood), each message its own.
+        post(agg, warning(f"timed out, probe {i}"), i * 0.001, uid=f"monitor-{i // 10}")
+    assert agg.sizes() == {"exact": 4096, "similar": 4096, "combined": 4096, "spam": 4096}
+    assert agg.dropped == 0  # ten Events per object: within every budget
+
+    # Aggregation is intact for what is inside the bound: a new monitor's
+    # repeat bumps, and its flood folds into one combined Event.
+    now = 100.0
+    first = post(agg, warning("timed out"), now, uid="new")
+    again = post(agg, warning("timed out"), now + 1, uid="new")
+    assert (again.name, again.create, again.count) == (first.name, False, 2)
+    # "timed out" and m0..m2 are four singles; m3 starts the combined Event.
+    flood = [post(agg, warning(f"m{i}"), now + 2 + i, uid="new") for i in range(6)]
+    assert [(p.create, p.count) for p in flood] == [(True, 1)] * 4 + [(False, 2), (False, 3)]
+    assert flood[3].message == "(combined from similar events): m3"
+    assert {p.name for p in flood[3:]} == {flood[3].name}
+    assert agg.sizes() == {"exact": 4096, "similar": 4096, "combined": 4096, "spam": 4096}
+
+
+def test_an_entry_is_forgotten_once_4096_newer_ones_came() -> None:
+    agg = Aggregator()
+    first = post(agg, warning("timed out"), 0.0)
+    for i in range(4096):
+        post(agg, warning("timed out"), 1.0, uid=f"monitor-{i}")
+    # Within the window, but evicted: a new Event rather than a bump.
+    again = post(agg, warning("timed out"), 2.0)
+    assert again.create and again.count == 1 and again.name != first.name
+
+
+def test_the_least_recently_used_entry_is_evicted_and_a_recently_used_one_survives() -> None:
+    agg = Aggregator(max_entries=3)
+    firsts = {uid: post(agg, warning("timed out"), t, uid=uid) for t, uid in enumerate("abc")}
+    post(agg, warning("timed out"), 3.0, uid="a")  # a used again: b is the oldest now
+    post(agg, warning("timed out"), 4.0, uid="d")  # evicts b
+    b = post(agg, warning("timed out"), 5.0, uid="b")  # a new Event; evicts c
+    a = post(agg, warning("timed out"), 6.0, uid="a")
+    c = post(agg, warning("timed out"), 7.0, uid="c")
+    assert b.create and b.name != firsts["b"].name
+    assert (a.name, a.create, a.count) == (firsts["a"].name, False, 3)
+    assert c.create and c.name != firsts["c"].name
+    assert agg.sizes()["exact"] == 3
+
+
+def test_a_flood_survives_eviction_while_it_is_used() -> None:
+    agg = Aggregator(max_entries=2, similar_limit=1)
+    post(agg, warning("m0"), 0.0)
+    post(agg, warning("x0", reason="HealthDegraded"), 1.0, uid=OTHER_UID)
+    combined = post(agg, warning("m1"), 2.0)  # the flood is the recently used one now
+    post(agg, warning("y0", reason="R0"), 3.0, uid=OTHER_UID)  # evicts HealthDegraded's
+    more = post(agg, warning("m2"), 4.0)
+    assert (more.name, more.create, more.count) == (combined.name, False, 2)
+    for i in (1, 2):  # two other reasons push it out at last
+        post(agg, warning(f"y{i}", reason=f"R{i}"), 4.0 + i, uid=OTHER_UID)
+    alone = post(agg, warning("m3"), 7.0)
+    assert alone.create and alone.message == "m3"  # forgotten: a single again
+
+
+def test_the_spam_filter_lets_a_burst_of_25_through_then_drops() -> None:
+    agg = Aggregator()
+    posts = [post(agg, warning(f"failure {i}", reason=f"R{i}"), 0.0) for i in range(30)]
+    assert [p.dropped for p in posts] == [False] * 25 + [True] * 5
+    assert agg.dropped == 5
+
+
+def test_the_spam_filter_refills_one_event_every_5_minutes() -> None:
+    agg = Aggregator()
+    for i in range(25):
+        post(agg, warning(f"failure {i}", reason=f"R{i}"), 0.0)
+    assert post(agg, warning("x", reason="X"), 299.0).dropped
+    assert not post(agg, warning("y", reason="Y"), 300.0).dropped
+    assert post(agg, warning("z", reason="Z"), 301.0).dropped
+    assert not post(agg, warning("w", reason="W"), 600.0).dropped
+    # Quiet for 25 refills: a whole burst again, and no more.
+    later = [post(agg, warning(f"l{i}", reason=f"L{i}"), 600.0 + 25 * 300.0) for i in range(26)]
+    assert [p.dropped for p in later] == [False] * 25 + [True]
+    assert agg.dropped == 3
+
+
+def test_the_spam_budget_is_per_object() -> None:
+    agg = Aggregator(spam_burst=2)
+    mine = [post(agg, warning(f"m{i}", reason=f"R{i}"), 0.0) for i in range(3)]
+    theirs = [post(agg, warning(f"m{i}", reason=f"R{i}"), 0.0, uid=OTHER_UID) for i in range(3)]
+    assert [p.dropped for p in mine] == [p.dropped for p in theirs] == [False, False, True]
+
+
+def test_a_count_bump_spends_the_budget_and_a_dropped_repeat_is_still_counted() -> None:
+    agg = Aggregator(spam_burst=2, spam_refill_s=300.0)
+    first = post(agg, warning("timed out"), 0.0)
+    bumped = post(agg, warning("timed out"), 1.0)
+    dropped = post(agg, warning("timed out"), 2.0)
+    assert not bumped.dropped and dropped.dropped
+    # The next one through carries the count, the dropped repeat included.
+    later = post(agg, warning("timed out"), 301.0)
+    assert (later.name, later.create, later.count, later.dropped) == (first.name, False, 4, False)
+
+
+def test_forget_keeps_the_budget() -> None:
+    agg = Aggregator(spam_burst=1)
+    post(agg, warning("m0"), 0.0)
+    agg.forget(UID)  # say, the worker restarts: no fresh burst
+    assert post(agg, warning("m1"), 1.0).dropped

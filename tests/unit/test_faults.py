@@ -190,9 +190,28 @@ def test_a_failed_workload_read_is_no_decision_and_no_exception() -> None:
 
 def worker(kube: FakeKube) -> MonitorWorker:
     obj = MonitorObject(ref=REF, generation=1, spec={})
-    return MonitorWorker(
-        obj, kube=cast(Kube, kube), config=Config(), aggregator=events.Aggregator()
+    # Room for every Event these outages queue: the spam filter is tested below.
+    aggregator = events.Aggregator(spam_burst=MAX_UNPOSTED_EVENTS + 30)
+    return MonitorWorker(obj, kube=cast(Kube, kube), config=Config(), aggregator=aggregator)
+
+
+def test_events_over_the_budget_are_not_posted_and_are_counted() -> None:
+    kube = FakeKube()
+    obj = MonitorObject(ref=REF, generation=1, spec={})
+    w = MonitorWorker(
+        obj, kube=cast(Kube, kube), config=Config(), aggregator=events.Aggregator(spam_burst=2)
     )
+
+    async def scenario() -> None:
+        for i in range(3):
+            w._queue_event(events.EventSpec(events.WARNING, "ProbeFailed", f"failure {i}"))
+        # Remediation's Events are its audit trail: posted whatever the budget says.
+        await w._event(events.EventSpec(events.NORMAL, "RestartTriggered", "restarted"))
+
+    asyncio.run(scenario())
+    posted = [reason for reason, _, _ in kube.posted]
+    assert posted == ["ProbeFailed", "ProbeFailed", "RestartTriggered"]
+    assert w.figures.events_dropped == {"ProbeFailed": 1}
 
 
 def test_events_of_an_outage_are_posted_in_order_once_the_api_server_is_back() -> None:

@@ -74,7 +74,21 @@ def test_a_removed_monitor_has_no_series() -> None:
 def test_every_metric_is_listed_in_the_module_docstring() -> None:
     fig = observed()
     fig.count_remediation("restart", "success")
+    fig.count_event_dropped("ProbeFailed")
     names = {re.sub(r"_(total|bucket|count|sum|created)$", "", n) for n in scrape([fig])}
     documented = set(re.findall(r"``(mcp_[a-z_]+)", metrics.__doc__ or ""))
-    assert names - {"mcp_probe", "mcp_remediation_actions"} <= documented
-    assert {"mcp_probe_total", "mcp_remediation_actions_total"} <= documented
+    counters = {"mcp_probe", "mcp_remediation_actions", "mcp_events_dropped"}
+    assert names - counters <= documented
+    assert {f"{name}_total" for name in counters} <= documented
+
+
+def test_dropped_events_are_counted_by_reason() -> None:
+    fig = metrics.MonitorFigures("ns", "m", "t")
+    assert "mcp_events_dropped_total" not in scrape([fig])
+    for reason in ("ProbeFailed", "ProbeFailed", "HealthUnhealthy"):
+        fig.count_event_dropped(reason)
+    labels = {"namespace": "ns", "monitor": "m", "target": "t"}
+    assert sorted(scrape([fig])["mcp_events_dropped_total"], key=lambda s: s[0]["reason"]) == [
+        ({**labels, "reason": "HealthUnhealthy"}, 1.0),
+        ({**labels, "reason": "ProbeFailed"}, 2.0),
+    ]
