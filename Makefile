@@ -24,9 +24,10 @@ setup: system-deps $(STAMP) controlplane ## everything: system packages, venv, c
 controlplane: $(STAMP) ## build (or reuse from ~/.cache) kube-apiserver and etcd
 	$(BIN)/python -m mcp_health_operator.testing.controlplane build
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and the pure core's import rules (import-linter)
 	$(BIN)/ruff check operator tests examples bench
 	$(BIN)/ruff format --check operator tests examples bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
