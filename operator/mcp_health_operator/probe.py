@@ -1048,7 +1048,11 @@ def classify(exc: BaseException) -> ProbeFailure:
             return ProbeFailure(Outcome.TIMEOUT, "timed out")
     for leaf in leaves:
         if isinstance(leaf, aiohttp.ClientConnectorError):
-            return ProbeFailure(Outcome.UNREACHABLE, f"cannot connect: {_short(str(leaf))}")
+            # Its str() carries the repr of an SSL context object: name host,
+            # port and the OS error only (this message goes to status and Events).
+            why = leaf.os_error.strerror or str(leaf.os_error) or type(leaf.os_error).__name__
+            where = f"{leaf.host}:{leaf.port}"
+            return ProbeFailure(Outcome.UNREACHABLE, f"cannot connect to {where}: {_short(why)}")
         if isinstance(leaf, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
             return ProbeFailure(Outcome.UNREACHABLE, "connection to the server was lost")
     for leaf in leaves:
