@@ -258,6 +258,10 @@ class Prober:
         self._request_id = 0
         self._mcp_session_id: str | None = None
         self._has_resources = False
+        # When the read of this probe began, if a session was made before it:
+        # a probe's latency is its read's, not the handshake's (a start-up of
+        # many monitors would otherwise read as slow servers).
+        self._read_started: float | None = None
 
     @property
     def url(self) -> str:
@@ -265,6 +269,7 @@ class Prober:
 
     async def probe(self, *, timeout: float | None = None) -> ProbeResult:
         started = time.perf_counter()
+        self._read_started = None
         budget = self.timeout if timeout is None else timeout
         if self._steady():
             # The common case, kept free of anyio scopes and the SDK's client.
@@ -485,6 +490,9 @@ class Prober:
         return failure
 
     def _result(self, outcome: Outcome, started: float, **fields: Any) -> ProbeResult:
+        if outcome is Outcome.OK and self._read_started is not None:
+            started = max(started, self._read_started)
+        self._read_started = None
         latency = (time.perf_counter() - started) * 1000.0
         return ProbeResult(outcome=outcome, latency_ms=latency, server=self._identity, **fields)
 
@@ -494,6 +502,7 @@ class Prober:
             payload = await self._get()
         elif self.target.transport is Transport.STREAMABLE_HTTP:
             await self._session_with_resources()
+            self._read_started = time.perf_counter()
             return await self._read_wire()
         else:
             payload = await self._read_resource()
@@ -557,6 +566,7 @@ class Prober:
 
     async def _read_resource(self) -> str | bytes:
         client = await self._session_with_resources()
+        self._read_started = time.perf_counter()
         try:
             result = await client.read_resource(self.target.resource_uri)
         except MCPError as exc:
