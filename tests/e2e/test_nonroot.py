@@ -38,12 +38,23 @@ def _no_passwd_entry(uid: int) -> bool:
     return False
 
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0
-    or not (shutil.which("unshare") and shutil.which("setpriv"))
-    or not _no_passwd_entry(UID),
-    reason="needs root, unshare and setpriv, and a uid 65532 without a passwd entry",
-)
+@pytest.fixture(autouse=True)
+def _can_drop_to_the_uid() -> None:
+    """Everything this needs is on the project's machines: fail loudly, never skip."""
+    missing = [
+        what
+        for what, ok in (
+            ("root", os.geteuid() == 0),
+            (
+                "unshare and setpriv (util-linux)",
+                shutil.which("unshare") and shutil.which("setpriv"),
+            ),
+            (f"uid {UID} without a passwd entry", _no_passwd_entry(UID)),
+        )
+        if not ok
+    ]
+    if missing:
+        pytest.fail("this test needs " + ", ".join(missing))
 
 
 def _blocked_ancestor(path: Path) -> Path | None:

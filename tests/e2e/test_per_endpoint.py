@@ -51,12 +51,12 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
 def servers(tmp_path: Path) -> Iterator[Servers]:
     """One fleet server (one target, /t/0/mcp) at each of three addresses, all on one port."""
     if shutil.which("ip") is None:
-        pytest.skip("needs iproute2 (ip) to make a network namespace")
+        pytest.fail("needs iproute2 (ip) to make a network namespace")
     tag = uuid.uuid4().hex[:6]
     netns, host_if, ns_if = f"mht-{tag}", f"mh{tag}h", f"mh{tag}n"
     net = f"198.18.{random.randrange(256)}"
     if _ip("netns", "add", netns).returncode != 0:
-        pytest.skip("needs CAP_NET_ADMIN (root) to make a network namespace")
+        pytest.fail("needs CAP_NET_ADMIN (root) to make a network namespace")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         addresses = (f"{net}.2", f"{net}.3", f"{net}.4")
