@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,9 @@ import pytest
 
 from mcp_health_operator.testing import cluster as cluster_mod
 from mcp_health_operator.testing import controlplane, helm
+from tests.e2e.conftest import wait_for
+
+__all__ = ["wait_for"]  # the suite's modules import it from here
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "mcp-health-operator"
@@ -106,18 +108,6 @@ class Kube:
     def pods(self, selector: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.json("pods", "-l", selector)["items"]
         return [p for p in items if not p["metadata"].get("deletionTimestamp")]
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    """Poll until ``predicate()`` is truthy; fail naming ``what`` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def when(value: Any, condition: Callable[[Any], bool]) -> Any:

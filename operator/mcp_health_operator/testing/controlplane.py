@@ -101,12 +101,23 @@ def _build_lock() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _go_build(*, module: str, go_mod: str, package: str, ldflags: str, out: Path) -> None:
+def _go_build(
+    *,
+    module: str,
+    go_mod: str,
+    package: str,
+    ldflags: str,
+    out: Path,
+    files: dict[str, str] | None = None,
+) -> None:
+    """Build ``package`` in a wrapper module (``files``: its own sources, if any)."""
     go = shutil.which("go")
     if go is None:
-        raise RuntimeError("the Go toolchain is needed to build the control plane; install Go")
+        raise RuntimeError(f"the Go toolchain is needed to build {module}; install Go")
     with tempfile.TemporaryDirectory(prefix=f"build-{module}-") as work:
         Path(work, "go.mod").write_text(go_mod)
+        for name, text in (files or {}).items():
+            Path(work, name).write_text(text)
         env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0")
         # -mod=mod lets `go build` resolve the graph and write go.sum itself;
         # the wrapper module needs no source files of its own.

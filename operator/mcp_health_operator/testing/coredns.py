@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from mcp_health_operator.testing.controlplane import _build_lock, cache_dir
+from mcp_health_operator.testing.controlplane import _build_lock, _go_build, cache_dir
 
 # No CoreDNS release pins client-go v0.33.x (the v1.33 control plane's): v1.12.3
 # has v0.32.5 and v1.12.4 v0.34.0, both within the one-minor skew client-go
@@ -107,34 +104,15 @@ def coredns_binary(version: str = COREDNS_VERSION) -> Path:
 
 
 def _build(version: str, out: Path) -> None:
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError("the Go toolchain is needed to build CoreDNS; install Go")
-    with tempfile.TemporaryDirectory(prefix="build-coredns-") as work:
-        Path(work, "go.mod").write_text(_go_mod(version))
-        Path(work, "main.go").write_text(_main_go())
-        # -mod=mod resolves the graph and writes go.sum during the build; a
-        # static binary (no cgo) runs anywhere on the machine.
-        env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0")
-        subprocess.run(
-            [
-                go,
-                "build",
-                "-trimpath",
-                "-ldflags",
-                "-s -w",
-                "-o",
-                str(Path(work, "coredns")),
-                ".",
-            ],
-            cwd=work,
-            env=env,
-            check=True,
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # Moved into place only when complete, so an interrupted build never
-        # leaves a binary that looks cached.
-        shutil.move(str(Path(work, "coredns")), out)
+    # A static binary (no cgo) from a generated main with only our plugins.
+    _go_build(
+        module="coredns",
+        go_mod=_go_mod(version),
+        package=".",
+        ldflags="-s -w",
+        out=out,
+        files={"main.go": _main_go()},
+    )
 
 
 def corefile(
