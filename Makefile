@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml testbed/pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps controlplane test lint typecheck unit demo bench bench-health clean
@@ -13,20 +13,21 @@ help: ## list targets
 system-deps: ## install missing system packages (PostgreSQL, openssl) and check Go
 	@bash hack/system-deps.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml testbed/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,examples]'
+	$(BIN)/pip install -q --no-deps -e testbed
 	@rm -f $(VENV)/.installed-* && touch $@
 
 setup: system-deps $(STAMP) controlplane ## everything: system packages, venv, control plane binaries
 
 controlplane: $(STAMP) ## build (or reuse from ~/.cache) kube-apiserver and etcd
-	$(BIN)/python -m mcp_health_operator.testing.controlplane build
+	$(BIN)/python -m mcp_health_testbed.controlplane build
 
 lint: $(STAMP) ## ruff, and the pure core's import rules (import-linter)
-	$(BIN)/ruff check operator tests examples bench
-	$(BIN)/ruff format --check operator tests examples bench
+	$(BIN)/ruff check operator testbed tests examples bench
+	$(BIN)/ruff format --check operator testbed tests examples bench
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict
@@ -56,7 +57,7 @@ clean: ## remove the venv and caches (not the control plane cache in ~/.cache)
 setup: helm
 
 helm: $(STAMP) ## build (or reuse from ~/.cache) the pinned helm from the Go module proxy
-	$(BIN)/python -m mcp_health_operator.testing.helm build
+	$(BIN)/python -m mcp_health_testbed.helm build
 
 chart-sync: ## copy crds/, the alert rules and the dashboard into the Helm chart
 	@bash hack/sync-chart.sh
@@ -89,18 +90,18 @@ cluster-deps: ## Debian packages the cluster needs (containerd, runc, CNI, iptab
 	@bash hack/system-deps.sh $(CLUSTER_PKGS)
 
 images: setup cluster-deps ## build (or reuse) the images: Debian base, pause, operator, sample servers, CoreDNS
-	$(BIN)/python -m mcp_health_operator.testing.images build
+	$(BIN)/python -m mcp_health_testbed.images build
 
 cluster-build: setup cluster-deps ## build (or reuse from ~/.cache) the node components, CoreDNS and the images
-	$(BIN)/python -m mcp_health_operator.testing.controlplane build --node
-	$(BIN)/python -m mcp_health_operator.testing.coredns build
-	$(BIN)/python -m mcp_health_operator.testing.images build
+	$(BIN)/python -m mcp_health_testbed.controlplane build --node
+	$(BIN)/python -m mcp_health_testbed.coredns build
+	$(BIN)/python -m mcp_health_testbed.images build
 
 cluster: cluster-build ## start the single-node cluster (idempotent; reuses a running one)
-	$(BIN)/python -m mcp_health_operator.testing.cluster up
+	$(BIN)/python -m mcp_health_testbed.cluster up
 
 cluster-down: ## stop the cluster and remove everything it made
-	$(BIN)/python -m mcp_health_operator.testing.cluster down
+	$(BIN)/python -m mcp_health_testbed.cluster down
 
 cluster-status: ## is the cluster running?
-	$(BIN)/python -m mcp_health_operator.testing.cluster status
+	$(BIN)/python -m mcp_health_testbed.cluster status

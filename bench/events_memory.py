@@ -29,10 +29,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mcp_health_operator import events
+from mcp_health_operator.core import events
 
 REPO = Path(__file__).resolve().parents[1]
-EVENTS_PATH = "operator/mcp_health_operator/events.py"
+EVENTS_PATH = "operator/mcp_health_operator/core/events.py"
 INTERVAL_S = 0.05  # between transitions, fleet-wide: 100,000 over about 83 minutes
 
 

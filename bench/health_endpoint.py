@@ -22,7 +22,7 @@ import httpx2
 from mcp import Client
 from mcp.client.sse import sse_client
 
-from mcp_health_operator.testing import postgres, samples
+from mcp_health_testbed import postgres, samples
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -68,8 +68,8 @@ import httpx2
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcp_health_operator.probe import Prober, Target
-from mcp_health_operator.testing import _procs, controlplane, samples
+from mcp_health_operator.probing.probe import Prober, Target
+from mcp_health_testbed import _procs, controlplane, samples
 
 REPO = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -421,7 +421,7 @@ class Run:
         self.operator = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "mcp_health_operator.cli",
+            "mcp_health_operator.runtime.cli",
             "run",
             "--namespace",
             self.namespace,

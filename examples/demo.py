@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mcp_health_operator.testing import _procs, controlplane, postgres, samples
+from mcp_health_testbed import _procs, controlplane, postgres, samples
 
 EXAMPLES = Path(__file__).resolve().parent
 REPO = EXAMPLES.parent

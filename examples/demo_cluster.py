@@ -20,8 +20,8 @@ from pathlib import Path
 
 from mcp import Client
 
-from mcp_health_operator.testing import cluster as cluster_mod
-from mcp_health_operator.testing import controlplane, helm
+from mcp_health_testbed import cluster as cluster_mod
+from mcp_health_testbed import controlplane, helm
 
 EXAMPLES = Path(__file__).resolve().parent
 REPO = EXAMPLES.parent

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages this project needs when they are missing.
 # Python packages go into .venv (see the Makefile); the control plane is
-# built from the Go module proxy (python -m mcp_health_operator.testing.controlplane build).
+# built from the Go module proxy (python -m mcp_health_testbed.controlplane build).
 set -euo pipefail
 
 need_apt=()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_health_operator.testing import _procs, controlplane, postgres, samples
+from mcp_health_testbed import _procs, controlplane, postgres, samples
 
 HOSTILE = Path(__file__).resolve().parent / "servers" / "hostile.py"
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from mcp_health_operator.testing import cluster as cluster_mod
-from mcp_health_operator.testing import controlplane, helm
+from mcp_health_testbed import cluster as cluster_mod
+from mcp_health_testbed import controlplane, helm
 from tests.e2e.conftest import wait_for
 
 __all__ = ["wait_for"]  # the suite's modules import it from here

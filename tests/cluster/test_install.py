@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mcp_health_operator.testing import cluster as cluster_mod
+from mcp_health_testbed import cluster as cluster_mod
 from tests.cluster.conftest import CHART, Kube, install_operator, wait_for
 from tests.packaging.prometheus import Prometheus
 

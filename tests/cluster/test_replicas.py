@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mcp_health_operator.testing import cluster as cluster_mod
+from mcp_health_testbed import cluster as cluster_mod
 from tests.cluster.conftest import (
     EXAMPLES,
     OPERATOR_NS,

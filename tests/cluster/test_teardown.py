@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_health_operator.testing import cluster as cluster_mod
+from mcp_health_testbed import cluster as cluster_mod
 
 
 def test_reuse_then_down_leaves_nothing_and_a_failed_start_is_torn_down(

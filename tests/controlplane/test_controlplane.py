@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_health_operator.testing import controlplane
-from mcp_health_operator.testing.controlplane import ControlPlane
+from mcp_health_testbed import controlplane
+from mcp_health_testbed.controlplane import ControlPlane
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_health_operator.testing import _procs, controlplane, coredns
-from mcp_health_operator.testing.controlplane import ControlPlane
+from mcp_health_testbed import _procs, controlplane, coredns
+from mcp_health_testbed.controlplane import ControlPlane
 
 # The first test may compile CoreDNS (minutes on a 2-core machine); every DNS
 # query below has its own short deadline, so a hang still fails quickly.

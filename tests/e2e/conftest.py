@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcp_health_operator.testing import _procs, controlplane
-from mcp_health_operator.testing.controlplane import ControlPlane
+from mcp_health_testbed import _procs, controlplane
+from mcp_health_testbed.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,7 +111,7 @@ def start_operator(namespace: str, kubeconfig: Path, log: Path, *flags: str) -> 
         [
             sys.executable,
             "-m",
-            "mcp_health_operator.cli",
+            "mcp_health_operator.runtime.cli",
             "run",
             "--namespace",
             namespace,

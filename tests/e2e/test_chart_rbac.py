@@ -16,9 +16,9 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from mcp_health_operator.testing import controlplane
-from mcp_health_operator.testing.helm import helm_binary
-from mcp_health_operator.testing.postgres import Postgres
+from mcp_health_testbed import controlplane
+from mcp_health_testbed.helm import helm_binary
+from mcp_health_testbed.postgres import Postgres
 from tests.conftest import SampleFactory
 from tests.e2e.conftest import Kubectl, OperatorFactory, service, wait_for
 from tests.e2e.test_remediation import (

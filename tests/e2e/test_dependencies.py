@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mcp_health_operator.testing.postgres import Postgres
+from mcp_health_testbed.postgres import Postgres
 from tests.conftest import SampleFactory
 from tests.e2e.conftest import Kubectl, OperatorFactory, monitor, service, wait_for
 from tests.e2e.test_remediation import health, resolve

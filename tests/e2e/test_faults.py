@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from mcp_health_operator.testing import postgres
-from mcp_health_operator.testing.controlplane import ControlPlane
-from mcp_health_operator.testing.postgres import Postgres
-from mcp_health_operator.testing.samples import SampleServer
+from mcp_health_testbed import postgres
+from mcp_health_testbed.controlplane import ControlPlane
+from mcp_health_testbed.postgres import Postgres
+from mcp_health_testbed.samples import SampleServer
 from tests.conftest import SampleFactory
 from tests.e2e.conftest import (
     REPO,

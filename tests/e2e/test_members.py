@@ -18,16 +18,16 @@ from typing import Any, cast
 import pytest
 from lightkube import AsyncClient, KubeConfig
 
-from mcp_health_operator import spec as specs
-from mcp_health_operator.config import Config
-from mcp_health_operator.judge import Health
-from mcp_health_operator.kube import Conflict, Kube, ObjectRef
-from mcp_health_operator.leases import Members
-from mcp_health_operator.membership import Mode
-from mcp_health_operator.metrics import MonitorFigures
-from mcp_health_operator.probe import Prober
-from mcp_health_operator.remediation import FleetState
-from mcp_health_operator.remediator import Remediator
+from mcp_health_operator.controller.metrics import MonitorFigures
+from mcp_health_operator.controller.remediator import Remediator
+from mcp_health_operator.core import spec as specs
+from mcp_health_operator.core.config import Config
+from mcp_health_operator.core.judge import Health
+from mcp_health_operator.core.membership import Mode
+from mcp_health_operator.core.remediation import FleetState
+from mcp_health_operator.kube.api import Conflict, Kube, ObjectRef
+from mcp_health_operator.kube.leases import Members
+from mcp_health_operator.probing.probe import Prober
 from tests.conftest import FleetFactory
 from tests.e2e.conftest import Kubectl, Operator, OperatorFactory, monitor, wait_for
 from tests.e2e.test_remediation import deployment, finish_rollout, restarted_at

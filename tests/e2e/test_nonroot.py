@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_health_operator.testing import _procs, controlplane
+from mcp_health_testbed import _procs, controlplane
 from tests.e2e.conftest import REPO, Kubectl, monitor, service, wait_for
 
 UID = GID = 65532
@@ -138,7 +138,7 @@ def test_operator_runs_as_a_uid_without_passwd_entry_on_a_read_only_root(
     env.update(HOME="/tmp", KUBECONFIG=str(kubeconfig))
     port = _procs.free_port()
     log = workdir / "operator.log"
-    command = [sys.executable, "-m", "mcp_health_operator.cli", "run"]
+    command = [sys.executable, "-m", "mcp_health_operator.runtime.cli", "run"]
     command += ["--namespace", kubectl.namespace, "--metrics-host", "127.0.0.1"]
     command += ["--metrics-port", str(port)]
     proc = subprocess.Popen(

@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from mcp_health_operator.testing.postgres import Postgres
-from mcp_health_operator.testing.samples import SampleServer
+from mcp_health_testbed.postgres import Postgres
+from mcp_health_testbed.samples import SampleServer
 from tests.conftest import HostileFactory, SampleFactory
 from tests.e2e.conftest import Kubectl, OperatorFactory, monitor, service, wait_for
 
@@ -136,7 +136,7 @@ def test_each_transport_reaches_healthy(
 def test_monitor_pointing_at_nothing_is_unreachable_with_a_reason(
     kubectl: Kubectl, operator: OperatorFactory
 ) -> None:
-    from mcp_health_operator.testing._procs import free_port
+    from mcp_health_testbed._procs import free_port
 
     kubectl.apply(service("ghost"))
     operator("--resolve", f"ghost.{kubectl.namespace}.svc:8000=127.0.0.1:{free_port()}")
@@ -340,7 +340,7 @@ def test_steady_minute_costs_no_events_and_at_most_the_heartbeat_in_writes(
 
 
 def kubectl_argv(kubectl: Kubectl) -> list[str]:
-    from mcp_health_operator.testing import controlplane
+    from mcp_health_testbed import controlplane
 
     return [
         str(controlplane.kubectl_binary()),

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from mcp_health_operator.testing import _procs
-from mcp_health_operator.testing.samples import examples_dir
+from mcp_health_testbed import _procs
+from mcp_health_testbed.samples import examples_dir
 from tests.e2e.conftest import Kubectl, OperatorFactory, wait_for
 from tests.e2e.test_chart_rbac import install_rbac, service_account_kubeconfig
 from tests.e2e.test_remediation import deployment, event, finish_rollout, restarted_at

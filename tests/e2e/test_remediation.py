@@ -16,9 +16,9 @@ from typing import Any
 
 from mcp import Client
 
-from mcp_health_operator.probe import Prober, Target
-from mcp_health_operator.testing.postgres import Postgres
-from mcp_health_operator.testing.samples import SampleServer
+from mcp_health_operator.probing.probe import Prober, Target
+from mcp_health_testbed.postgres import Postgres
+from mcp_health_testbed.samples import SampleServer
 from tests.conftest import SampleFactory
 from tests.e2e.conftest import Kubectl, OperatorFactory, service, wait_for
 

@@ -11,9 +11,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from mcp_health_operator.testing import controlplane
-from mcp_health_operator.testing.controlplane import ControlPlane
-from mcp_health_operator.testing.postgres import Postgres
+from mcp_health_testbed import controlplane
+from mcp_health_testbed.controlplane import ControlPlane
+from mcp_health_testbed.postgres import Postgres
 from tests.conftest import SampleFactory
 from tests.e2e.conftest import Kubectl, monitor, service, start_operator, wait_for
 from tests.e2e.test_faults import own_plane, probes, resolve

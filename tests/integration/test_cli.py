@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from mcp_health_operator.testing._procs import free_port
-from mcp_health_operator.testing.postgres import Postgres
+from mcp_health_testbed._procs import free_port
+from mcp_health_testbed.postgres import Postgres
 from tests.conftest import HostileFactory, SampleFactory
 
 
 def mcp_health(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mcp_health_operator.cli", *args],
+        [sys.executable, "-m", "mcp_health_operator.runtime.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -220,7 +220,15 @@ def test_refused_credentials_exit_2_and_never_echo_the_token(
 ) -> None:
     url = hostile_server("status", "--code", "401")
     done = subprocess.run(
-        [sys.executable, "-m", "mcp_health_operator.cli", "check", url, "--token-env", "TOK"],
+        [
+            sys.executable,
+            "-m",
+            "mcp_health_operator.runtime.cli",
+            "check",
+            url,
+            "--token-env",
+            "TOK",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from mcp_health_operator.probe import Outcome, Prober, ProbeResult, Target
+from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult, Target
 from tests.conftest import FleetFactory
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from mcp_health_operator import health, judge
-from mcp_health_operator.probe import Outcome, Prober, ProbeResult, Target, Transport
-from mcp_health_operator.testing import _procs
-from mcp_health_operator.testing.postgres import Postgres
+from mcp_health_operator.core import health, judge
+from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult, Target, Transport
+from mcp_health_testbed import _procs
+from mcp_health_testbed.postgres import Postgres
 from tests.conftest import HOSTILE, SampleFactory
 
 STREAMABLE, SSE, HTTP = Transport.STREAMABLE_HTTP, Transport.SSE, Transport.HTTP

@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 from mcp import Client
 
-from mcp_health_operator.probe import Outcome, Prober, Target, Transport
-from mcp_health_operator.testing.postgres import Postgres
+from mcp_health_operator.probing.probe import Outcome, Prober, Target, Transport
+from mcp_health_testbed.postgres import Postgres
 from tests.conftest import HostileFactory, SampleFactory
 
 PROFILES = ["codebase-mcp", "workflow-mcp"]
@@ -163,7 +163,7 @@ async def test_session_reconnects_after_the_server_restarts(
 
 
 async def test_nothing_listening_is_unreachable(pg: Postgres) -> None:
-    from mcp_health_operator.testing._procs import free_port
+    from mcp_health_testbed._procs import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     for transport in TRANSPORTS:

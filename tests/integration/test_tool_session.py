@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from mcp_health_operator import spec
-from mcp_health_operator.config import Config
-from mcp_health_operator.kube import Kube, ObjectRef
-from mcp_health_operator.metrics import MonitorFigures
-from mcp_health_operator.probe import Prober, Target
-from mcp_health_operator.remediation import Action, FleetState, Intent
-from mcp_health_operator.remediator import Remediator
-from mcp_health_operator.testing.postgres import Postgres
+from mcp_health_operator.controller.metrics import MonitorFigures
+from mcp_health_operator.controller.remediator import Remediator
+from mcp_health_operator.core import spec
+from mcp_health_operator.core.config import Config
+from mcp_health_operator.core.remediation import Action, FleetState, Intent
+from mcp_health_operator.kube.api import Kube, ObjectRef
+from mcp_health_operator.probing.probe import Prober, Target
+from mcp_health_testbed.postgres import Postgres
 from tests.conftest import SampleFactory
 
 REF = ObjectRef("default", "codebase-mcp", "uid-1")

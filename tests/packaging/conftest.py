@@ -1,7 +1,7 @@
 """Fixtures for the packaging tests: helm, the chart, a real Prometheus.
 
 The Prometheus here scrapes an exporter that serves the operator's own metric
-families (``mcp_health_operator.metrics``) for a few made-up monitors, so the
+families (``mcp_health_operator.controller.metrics``) for a few made-up monitors, so the
 dashboard's queries and the alert rules are checked against the names and
 labels the operator really exports, not against a hand-written list.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from mcp_health_operator import metrics
-from mcp_health_operator.judge import Health
-from mcp_health_operator.testing import helm as helm_build
+from mcp_health_operator.controller import metrics
+from mcp_health_operator.core.judge import Health
+from mcp_health_testbed import helm as helm_build
 from tests.packaging.prometheus import RULES, Prometheus
 
 REPO = Path(__file__).resolve().parents[2]

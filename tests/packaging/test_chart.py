@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mcp_health_operator.testing.controlplane import ControlPlane
+from mcp_health_testbed.controlplane import ControlPlane
 from tests.e2e.conftest import Kubectl
 from tests.packaging.conftest import CHART, REPO
 
@@ -380,7 +380,7 @@ def test_deployment_is_hardened_and_maps_values_to_flags(helm_cli: Helm) -> None
 
 def test_the_flags_exist_in_the_cli(helm_cli: Helm) -> None:
     """Every flag the chart can pass is one `mcp-health run` accepts."""
-    from mcp_health_operator.cli import build_parser
+    from mcp_health_operator.runtime.cli import build_parser
 
     docs = helm_cli.render(
         {

@@ -108,9 +108,14 @@ def test_the_images_install_steps_work(tmp_path: Path) -> None:
     run(*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), ".", cwd=src)
     (wheel,) = wheels.glob("mcp_health_operator-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "mcp_health_operator/cli.py" in names
+    assert "mcp_health_operator/runtime/cli.py" in names
     assert "mcp_health_operator/py.typed" in names
     assert not [n for n in names if n.startswith(("tests/", "examples/", "bench/"))]
+    # The builders of the test cluster, PostgreSQL and helm are a development
+    # distribution of their own: neither the wheel nor so the image has them.
+    assert not [n for n in names if "testbed" in n or "/testing/" in n], names
+    for layer in ("core", "probing", "kube", "controller", "runtime"):
+        assert f"mcp_health_operator/{layer}/__init__.py" in names, layer
 
     # && python -m venv --without-pip /opt/mcp-health
     run(sys.executable, "-m", "venv", "--without-pip", str(venv))

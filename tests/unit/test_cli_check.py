@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from mcp_health_operator import cli, health, judge, probe, spec
+from mcp_health_operator.core import health, judge, spec
+from mcp_health_operator.probing import probe
+from mcp_health_operator.runtime import cli
 
 # The guide's example document: healthy, and its figures agree.
 GUIDE_EXAMPLE: dict[str, Any] = {

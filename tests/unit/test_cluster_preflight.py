@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_health_operator.testing import cluster
+from mcp_health_testbed import cluster
 
 
 def test_preflight_names_each_missing_command_and_plugin(

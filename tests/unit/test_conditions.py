@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from mcp_health_operator import conditions as cond
-from mcp_health_operator.conditions import Condition
-from mcp_health_operator.judge import Finding, Health, Reason, Severity, Verdict
+from mcp_health_operator.core import conditions as cond
+from mcp_health_operator.core.conditions import Condition
+from mcp_health_operator.core.judge import Finding, Health, Reason, Severity, Verdict
 
 T0 = datetime(2025, 10, 13, 10, 30, 45, 123000, tzinfo=UTC)
 T1 = datetime(2025, 10, 13, 10, 31, 0, tzinfo=UTC)

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from mcp_health_operator import health, judge, spec, status
-from mcp_health_operator.config import Config
-from mcp_health_operator.remediation import Action, FleetState, record
-from mcp_health_operator.remediator import Remediator
+from mcp_health_operator.controller.remediator import Remediator
+from mcp_health_operator.core import health, judge, spec, status
+from mcp_health_operator.core.config import Config
+from mcp_health_operator.core.remediation import Action, FleetState, record
 from tests.unit.test_health_document import SEED_EXAMPLE
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "mcphealth.dev_mcphealthmonitors.yaml"

@@ -33,8 +33,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcp_health_operator import health, judge
-from mcp_health_operator.probe import Outcome, Prober, ProbeResult, Target, Transport
+from mcp_health_operator.core import health, judge
+from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult, Target, Transport
 
 # -- budget ----------------------------------------------------------------------------
 

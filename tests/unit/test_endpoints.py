@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from mcp_health_operator import conditions as cond
-from mcp_health_operator import endpoints, health, metrics, status
-from mcp_health_operator.endpoints import Endpoint, EndpointVerdict, Policy
-from mcp_health_operator.judge import Health, History, Observation, Thresholds, judge
+from mcp_health_operator.controller import metrics
+from mcp_health_operator.core import conditions as cond
+from mcp_health_operator.core import endpoints, health, status
+from mcp_health_operator.core.endpoints import Endpoint, EndpointVerdict, Policy
+from mcp_health_operator.core.judge import Health, History, Observation, Thresholds, judge
 from tests.unit.test_health_document import SEED_EXAMPLE
 from tests.unit.test_metrics import scrape
 

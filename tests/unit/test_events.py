@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_health_operator import events
-from mcp_health_operator.events import Aggregator, EventSpec, Post
-from mcp_health_operator.judge import (
+from mcp_health_operator.core import events
+from mcp_health_operator.core.events import Aggregator, EventSpec, Post
+from mcp_health_operator.core.judge import (
     Finding,
     Health,
     History,

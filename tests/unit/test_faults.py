@@ -11,20 +11,20 @@ import asyncio
 from datetime import datetime
 from typing import Any, cast
 
-from mcp_health_operator import events, spec
-from mcp_health_operator.config import Config
-from mcp_health_operator.judge import Health, Thresholds
-from mcp_health_operator.kube import Kube, ObjectRef
-from mcp_health_operator.metrics import MonitorFigures
-from mcp_health_operator.monitor import (
+from mcp_health_operator.controller.metrics import MonitorFigures
+from mcp_health_operator.controller.monitor import (
     MAX_UNPOSTED_EVENTS,
     MonitorObject,
     MonitorWorker,
     _Status,
 )
-from mcp_health_operator.probe import Prober
-from mcp_health_operator.remediation import Action, FleetState, record
-from mcp_health_operator.remediator import Remediator
+from mcp_health_operator.controller.remediator import Remediator
+from mcp_health_operator.core import events, spec
+from mcp_health_operator.core.config import Config
+from mcp_health_operator.core.judge import Health, Thresholds
+from mcp_health_operator.core.remediation import Action, FleetState, record
+from mcp_health_operator.kube.api import Kube, ObjectRef
+from mcp_health_operator.probing.probe import Prober
 
 REF = ObjectRef("default", "codebase", "uid-1")
 T0 = 1_790_000_000.0
@@ -321,7 +321,7 @@ class _ProberMeanwhile:
         self.url = "http://codebase-mcp.default.svc:8000/mcp"
 
     async def probe(self) -> Any:
-        from mcp_health_operator.probe import Outcome, ProbeResult
+        from mcp_health_operator.probing.probe import Outcome, ProbeResult
 
         self.w.update(self.newer)
         return ProbeResult(Outcome.UNREACHABLE, 3.0, message="connection refused")

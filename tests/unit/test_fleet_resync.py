@@ -6,10 +6,10 @@ import asyncio
 import time
 from typing import cast
 
-from mcp_health_operator.config import Config
-from mcp_health_operator.fleet import Fleet
-from mcp_health_operator.kube import Kube, ObjectRef
-from mcp_health_operator.monitor import MonitorObject
+from mcp_health_operator.controller.fleet import Fleet
+from mcp_health_operator.controller.monitor import MonitorObject
+from mcp_health_operator.core.config import Config
+from mcp_health_operator.kube.api import Kube, ObjectRef
 
 
 class Listing:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mcp_health_operator import health
+from mcp_health_operator.core import health
 
 # The guide's example response, verbatim.
 SEED_EXAMPLE = """{

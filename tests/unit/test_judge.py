@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mcp_health_operator import health
-from mcp_health_operator.judge import (
+from mcp_health_operator.core import health
+from mcp_health_operator.core.judge import (
     Health,
     History,
     Observation,

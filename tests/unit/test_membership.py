@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from mcp_health_operator.membership import Liveness, Member, Mode, View, weight
+from mcp_health_operator.core.membership import Liveness, Member, Mode, View, weight
 
 KEYS = [str(uuid.UUID(int=i * 7919 + 1)) for i in range(3000)]
 

@@ -7,8 +7,9 @@ import re
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcp_health_operator import health, metrics
-from mcp_health_operator.judge import History, Observation, Thresholds, judge
+from mcp_health_operator.controller import metrics
+from mcp_health_operator.core import health
+from mcp_health_operator.core.judge import History, Observation, Thresholds, judge
 from tests.unit.test_health_document import SEED_EXAMPLE
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mcp_health_operator.outbox import Outbox, Step
+from mcp_health_operator.controller.outbox import Outbox, Step
 
 
 class Api:

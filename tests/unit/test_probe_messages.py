@@ -7,7 +7,7 @@ import ssl
 import aiohttp
 from aiohttp.client_reqrep import ConnectionKey
 
-from mcp_health_operator.probe import Outcome, classify
+from mcp_health_operator.probing.probe import Outcome, classify
 
 
 def test_a_refused_connection_names_host_port_and_cause_without_object_reprs() -> None:

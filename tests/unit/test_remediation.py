@@ -12,11 +12,11 @@ from typing import Any, NoReturn, cast
 
 import pytest
 
-from mcp_health_operator.config import Config
-from mcp_health_operator.judge import Health, Thresholds, Verdict
-from mcp_health_operator.kube import Kube
-from mcp_health_operator.metrics import MonitorFigures
-from mcp_health_operator.remediation import (
+from mcp_health_operator.controller.metrics import MonitorFigures
+from mcp_health_operator.controller.remediator import Remediator, _epoch, _iso, ledger_from_status
+from mcp_health_operator.core.config import Config
+from mcp_health_operator.core.judge import Health, Thresholds, Verdict
+from mcp_health_operator.core.remediation import (
     HOUR,
     Action,
     Breaker,
@@ -39,7 +39,7 @@ from mcp_health_operator.remediation import (
     record,
     workload_state,
 )
-from mcp_health_operator.remediator import Remediator, _epoch, _iso, ledger_from_status
+from mcp_health_operator.kube.api import Kube
 
 H, D, U = Health.HEALTHY, Health.DEGRADED, Health.UNHEALTHY
 RESTART, SCALE_UP, SCALE_DOWN = Action.RESTART, Action.SCALE_UP, Action.SCALE_DOWN

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mcp_health_operator.remediation import Policy, RestartPolicy, ScalingPolicy
-from mcp_health_operator.spec import RemediationSpec, SpecError, parse
+from mcp_health_operator.core.remediation import Policy, RestartPolicy, ScalingPolicy
+from mcp_health_operator.core.spec import RemediationSpec, SpecError, parse
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "mcphealth.dev_mcphealthmonitors.yaml"
 SERVICE = {"service": {"name": "codebase-mcp", "port": 8000}}

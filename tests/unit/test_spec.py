@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from mcp_health_operator import spec
-from mcp_health_operator.judge import Thresholds
-from mcp_health_operator.spec import SpecError, parse, parse_duration
+from mcp_health_operator.core import spec
+from mcp_health_operator.core.judge import Thresholds
+from mcp_health_operator.core.spec import SpecError, parse, parse_duration
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "mcphealth.dev_mcphealthmonitors.yaml"
 SERVICE = {"service": {"name": "codebase-mcp", "port": 8000}}

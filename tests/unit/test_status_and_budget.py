@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from mcp_health_operator import conditions as cond
-from mcp_health_operator import status
-from mcp_health_operator.judge import Health, History, Observation, Thresholds, Verdict, judge
+from mcp_health_operator.core import conditions as cond
+from mcp_health_operator.core import status
+from mcp_health_operator.core.judge import Health, History, Observation, Thresholds, Verdict, judge
 from tests.unit.test_judge import _DELETE, interpret_pool_utilization, ok, seed_document
 
 T0 = datetime(2025, 10, 13, 10, 30, 45, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_health_operator import targets
+from mcp_health_operator.core import targets
 
 API = ("10.96.0.1", 443)
 

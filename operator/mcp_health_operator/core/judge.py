@@ -1,0 +1,325 @@
+"""The judge: one probe's observation + thresholds + history → a verdict with reasons.
+
+Purely computational: no I/O, no kopf, no Kubernetes, no HTTP.
+
+Effective health is the worst of
+  * what the server reports (``status``),
+  * the operator's own reading of the figures against the monitor's
+    thresholds (pool, memory, database status and latency, probe latency,
+    any check that says ``fail`` or ``warn``), and
+  * the probe itself failing (unreachable, timeout, invalid document, ...).
+
+Flips follow kubelet probe semantics: ``failureThreshold`` consecutive bad
+probes are needed to turn Unhealthy, and ``successThreshold`` consecutive
+good ones to leave Unhealthy (or Unknown). Until a threshold is reached the
+previous effective health holds, while the reasons already show what the
+latest probe saw. Degraded needs no threshold: it is not a failure.
+
+Bands, as the operations guide words them: pool utilization is Degraded at
+or above ``pool_degraded`` and Unhealthy at or above ``pool_unhealthy`` (its
+``interpret_pool_utilization``); memory is Degraded above ``memory_degraded``
+and Unhealthy above ``memory_unhealthy``; latencies are Degraded above their
+limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+from mcp_health_operator.core.health import HealthCheckResponse
+
+MESSAGE_LIMIT = 2048
+
+
+class Health(StrEnum):
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+    UNHEALTHY = "Unhealthy"
+    UNKNOWN = "Unknown"
+
+
+class Severity(IntEnum):
+    # Ordered so that max() is "worst of".
+    OK = 0
+    DEGRADED = 1
+    UNHEALTHY = 2
+
+
+class Reason(StrEnum):
+    # From the document.
+    SERVER_REPORTED_DEGRADED = "ServerReportedDegraded"
+    SERVER_REPORTED_UNHEALTHY = "ServerReportedUnhealthy"
+    DATABASE_DISCONNECTED = "DatabaseDisconnected"
+    DATABASE_DEGRADED = "DatabaseDegraded"
+    DATABASE_LATENCY_HIGH = "DatabaseLatencyHigh"
+    POOL_UTILIZATION_HIGH = "PoolUtilizationHigh"
+    POOL_EXHAUSTED = "PoolExhausted"
+    MEMORY_HIGH = "MemoryHigh"
+    MEMORY_CRITICAL = "MemoryCritical"
+    CHECK_FAILED = "CheckFailed"
+    CHECK_WARNING = "CheckWarning"
+    PROBE_LATENCY_HIGH = "ProbeLatencyHigh"
+    # From the probe.
+    PROBE_TIMEOUT = "ProbeTimeout"
+    TARGET_UNREACHABLE = "TargetUnreachable"
+    INVALID_HEALTH_DOCUMENT = "InvalidHealthDocument"
+    HEALTH_RESOURCE_NOT_FOUND = "HealthResourceNotFound"
+    UNAUTHORIZED = "Unauthorized"
+    RATE_LIMITED = "RateLimited"
+    PROTOCOL_ERROR = "ProtocolError"
+    # From endpoint discovery (spec.target.perEndpoint).
+    NO_READY_ENDPOINTS = "NoReadyEndpoints"
+    TARGET_NOT_ALLOWED = "TargetNotAllowed"
+    HEALTHY_BY_POLICY = "HealthyByPolicy"
+
+
+# Probe outcomes (probe.Outcome values) → reason, severity, and whether the
+# probe counts as a failure toward failureThreshold. Kept as plain strings so
+# this module needs nothing from the probing side.
+_PROBE_FAILURES: dict[str, tuple[Reason, Severity, str]] = {
+    # A server we cannot reach or read is down as far as its clients know.
+    "Timeout": (Reason.PROBE_TIMEOUT, Severity.UNHEALTHY, "failure"),
+    "Unreachable": (Reason.TARGET_UNREACHABLE, Severity.UNHEALTHY, "failure"),
+    "InvalidDocument": (Reason.INVALID_HEALTH_DOCUMENT, Severity.UNHEALTHY, "failure"),
+    "ResourceNotFound": (Reason.HEALTH_RESOURCE_NOT_FOUND, Severity.UNHEALTHY, "failure"),
+    "ProtocolError": (Reason.PROTOCOL_ERROR, Severity.UNHEALTHY, "failure"),
+    # The server answered, but refused our credentials: a configuration
+    # problem, not an outage; restarting the server would not fix it.
+    "Unauthorized": (Reason.UNAUTHORIZED, Severity.DEGRADED, "neutral"),
+    # The server asked us to back off: says nothing about its health.
+    "RateLimited": (Reason.RATE_LIMITED, Severity.OK, "neutral"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    pool_degraded: float = 0.80
+    pool_unhealthy: float = 0.95
+    memory_degraded: float = 0.80
+    memory_unhealthy: float = 0.95
+    database_latency_ms: float = 100.0
+    probe_latency_ms: float = 500.0
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    reason: Reason
+    severity: Severity
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one probe saw. ``outcome`` is a ``probe.Outcome`` value."""
+
+    outcome: str
+    latency_ms: float
+    document: HealthCheckResponse | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    health: Health = Health.UNKNOWN
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    health: Health
+    findings: tuple[Finding, ...]
+    consecutive_failures: int
+    consecutive_successes: int
+    reachable: bool
+    # What this probe alone says, before thresholds hold it back.
+    instant: Health = Health.UNKNOWN
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(f.reason.value for f in self.findings)
+
+    @property
+    def message(self) -> str:
+        # Bounded: it goes into conditions, status and Events, and a server
+        # may report thousands of failing checks.
+        text = "; ".join(f.message for f in self.findings)
+        return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
+
+    def history(self) -> History:
+        return History(self.health, self.consecutive_failures, self.consecutive_successes)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    severity: Severity
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+    counts_as: str = "success"  # "success" | "failure" | "neutral"
+    reachable: bool = True
+
+
+def assess(obs: Observation, thresholds: Thresholds) -> Assessment:
+    """One probe on its own: severity and findings, no history."""
+    failure = _PROBE_FAILURES.get(obs.outcome)
+    if failure is not None:
+        reason, severity, counts = failure
+        text = obs.message or obs.outcome
+        # A server that asks us to back off is reachable, and answering.
+        reachable = reason is Reason.RATE_LIMITED
+        return Assessment(severity, (Finding(reason, severity, text),), counts, reachable)
+    if obs.document is None:  # an "Ok" without a document cannot happen; be safe
+        finding = Finding(Reason.INVALID_HEALTH_DOCUMENT, Severity.UNHEALTHY, "no document")
+        return Assessment(Severity.UNHEALTHY, (finding,), "failure", reachable=False)
+    findings = tuple(_document_findings(obs.document, thresholds)) + tuple(
+        _latency_findings(obs.latency_ms, thresholds)
+    )
+    severity = max((f.severity for f in findings), default=Severity.OK)
+    counts = "failure" if severity is Severity.UNHEALTHY else "success"
+    return Assessment(severity, findings, counts)
+
+
+def _document_findings(doc: HealthCheckResponse, t: Thresholds) -> list[Finding]:
+    found: list[Finding] = []
+    if doc.status == "unhealthy":
+        found.append(
+            Finding(
+                Reason.SERVER_REPORTED_UNHEALTHY, Severity.UNHEALTHY, "server reports unhealthy"
+            )
+        )
+    elif doc.status == "degraded":
+        found.append(
+            Finding(Reason.SERVER_REPORTED_DEGRADED, Severity.DEGRADED, "server reports degraded")
+        )
+
+    if doc.database_status == "disconnected":
+        found.append(
+            Finding(Reason.DATABASE_DISCONNECTED, Severity.UNHEALTHY, "database disconnected")
+        )
+    elif doc.database_status == "degraded":
+        found.append(Finding(Reason.DATABASE_DEGRADED, Severity.DEGRADED, "database degraded"))
+
+    latency = doc.database_latency_ms()
+    if latency is not None and latency > t.database_latency_ms:
+        found.append(
+            Finding(
+                Reason.DATABASE_LATENCY_HIGH,
+                Severity.DEGRADED,
+                f"database latency {latency:g} ms > {t.database_latency_ms:g} ms",
+            )
+        )
+
+    pool = doc.connection_pool
+    if pool is not None:
+        used = pool.pool_utilization
+        if used >= t.pool_unhealthy:
+            found.append(
+                Finding(
+                    Reason.POOL_EXHAUSTED,
+                    Severity.UNHEALTHY,
+                    f"pool utilization {used:.0%} >= {t.pool_unhealthy:.0%}",
+                )
+            )
+        elif used >= t.pool_degraded:
+            found.append(
+                Finding(
+                    Reason.POOL_UTILIZATION_HIGH,
+                    Severity.DEGRADED,
+                    f"pool utilization {used:.0%} >= {t.pool_degraded:.0%}",
+                )
+            )
+
+    memory = doc.memory_fraction()
+    if memory is not None:
+        if memory > t.memory_unhealthy:
+            found.append(
+                Finding(
+                    Reason.MEMORY_CRITICAL,
+                    Severity.UNHEALTHY,
+                    f"memory {memory:.0%} > {t.memory_unhealthy:.0%}",
+                )
+            )
+        elif memory > t.memory_degraded:
+            found.append(
+                Finding(
+                    Reason.MEMORY_HIGH,
+                    Severity.DEGRADED,
+                    f"memory {memory:.0%} > {t.memory_degraded:.0%}",
+                )
+            )
+
+    covered = {"database"} if doc.database_status == "disconnected" else set()
+    for name in sorted(doc.checks):
+        check = doc.checks[name]
+        if name in covered:
+            continue  # already said, more precisely, by DatabaseDisconnected
+        if check.status == "fail":
+            detail = f": {check.message}" if check.message else ""
+            found.append(
+                Finding(Reason.CHECK_FAILED, Severity.UNHEALTHY, f"check {name} failed{detail}")
+            )
+        elif check.status == "warn":
+            detail = f": {check.message}" if check.message else ""
+            found.append(
+                Finding(Reason.CHECK_WARNING, Severity.DEGRADED, f"check {name} warns{detail}")
+            )
+    return found
+
+
+def _latency_findings(latency_ms: float, t: Thresholds) -> list[Finding]:
+    if latency_ms > t.probe_latency_ms:
+        return [
+            Finding(
+                Reason.PROBE_LATENCY_HIGH,
+                Severity.DEGRADED,
+                f"probe took {latency_ms:.0f} ms > {t.probe_latency_ms:g} ms",
+            )
+        ]
+    return []
+
+
+_HEALTH_OF = {
+    Severity.OK: Health.HEALTHY,
+    Severity.DEGRADED: Health.DEGRADED,
+    Severity.UNHEALTHY: Health.UNHEALTHY,
+}
+
+
+def judge(
+    obs: Observation,
+    thresholds: Thresholds,
+    history: History,
+    *,
+    failure_threshold: int = 3,
+    success_threshold: int = 1,
+) -> Verdict:
+    """The effective health after this probe."""
+    a = assess(obs, thresholds)
+    instant = _HEALTH_OF[a.severity]
+    failures, successes = history.consecutive_failures, history.consecutive_successes
+    health = history.health
+
+    if a.counts_as == "failure":
+        failures, successes = failures + 1, 0
+        if failures >= failure_threshold:
+            health = Health.UNHEALTHY
+        # Below the threshold the previous verdict holds (kubelet semantics).
+    elif a.counts_as == "success":
+        failures, successes = 0, successes + 1
+        leaving_bad = history.health in (Health.UNHEALTHY, Health.UNKNOWN)
+        if not leaving_bad or successes >= success_threshold:
+            health = instant
+    else:
+        # Neutral (401/403, 429): counters untouched; a refusal of our
+        # credentials shows as Degraded unless something worse already holds.
+        if a.severity is Severity.DEGRADED and history.health is not Health.UNHEALTHY:
+            health = Health.DEGRADED
+
+    return Verdict(
+        health=health,
+        findings=a.findings,
+        consecutive_failures=failures,
+        consecutive_successes=successes,
+        reachable=a.reachable,
+        instant=instant,
+    )

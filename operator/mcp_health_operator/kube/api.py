@@ -1,0 +1,255 @@
+"""All Kubernetes I/O of the monitoring loop, in one place (lightkube, async).
+
+Status patches go to the status subresource as JSON merge patches; Events are
+created, or bumped (count, lastTimestamp) when the aggregator says a repeat;
+Services and Secrets are read in the monitor's own namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.types import PatchType
+
+from mcp_health_operator.core.conditions import timestamp
+from mcp_health_operator.core.events import EventSpec, Post
+
+GROUP, VERSION, KIND, PLURAL = "mcphealth.dev", "v1alpha1", "MCPHealthMonitor", "mcphealthmonitors"
+Monitor = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+COMPONENT = "mcp-health-operator"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    namespace: str
+    name: str
+    uid: str
+
+
+class NotFound(LookupError):
+    """The object named does not exist."""
+
+
+class Conflict(Exception):
+    """A write with a resourceVersion precondition lost: the object changed meanwhile."""
+
+
+class Kube:
+    def __init__(self, client: AsyncClient, *, instance: str | None = None) -> None:
+        self.client = client
+        self.instance = instance or socket.gethostname()
+        self.status_writes = 0
+        self.event_posts = 0
+
+    async def patch_status(
+        self, ref: ObjectRef, status: dict[str, Any], *, resource_version: str | None = None
+    ) -> bool:
+        """Merge-patch the status; False when the monitor is gone.
+
+        With ``resource_version`` the patch applies only to that version of
+        the object (the API server's optimistic concurrency); else Conflict.
+        """
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            await self.client.patch(
+                Monitor.Status,
+                ref.name,
+                body,
+                namespace=ref.namespace,
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return False
+            if exc.status.code == 409:
+                raise Conflict(str(exc)) from None
+            raise
+        self.status_writes += 1
+        return True
+
+    async def post_event(
+        self, ref: ObjectRef, spec: EventSpec, post: Post, *, when: datetime | None = None
+    ) -> None:
+        """Create or bump an Event; ``when`` it happened, if it is posted late (default now)."""
+        now = when or datetime.now(UTC)
+        self.event_posts += 1
+        if not post.create:
+            try:
+                await self.client.patch(
+                    Event,
+                    post.name,
+                    {"count": post.count, "lastTimestamp": timestamp(now), "message": post.message},
+                    namespace=ref.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+                return
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                # Expired (event TTL) or deleted: post it anew under the same name.
+        event = Event(
+            metadata=ObjectMeta(name=post.name, namespace=ref.namespace),
+            involvedObject=ObjectReference(
+                apiVersion=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=ref.name,
+                namespace=ref.namespace,
+                uid=ref.uid,
+            ),
+            reason=spec.reason,
+            message=post.message,
+            type=spec.type,
+            count=post.count,
+            firstTimestamp=now,
+            lastTimestamp=now,
+            source=EventSource(component=COMPONENT, host=self.instance),
+            reportingComponent=f"{GROUP}/operator",
+            reportingInstance=self.instance,
+        )
+        try:
+            await self.client.create(event)
+        except ApiError as exc:
+            if exc.status.code != 409:
+                raise
+
+    async def _get(self, resource: Any, namespace: str, name: str) -> Any:
+        """The object, or None when it does not exist (404)."""
+        try:
+            return await self.client.get(resource, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+
+    async def monitor(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The monitor as the API server has it now (not the watch's copy); None if gone."""
+        obj = await self._get(Monitor, ref.namespace, ref.name)
+        if obj is None or obj.metadata.uid != ref.uid:
+            return None
+        return dict(obj.to_dict())
+
+    async def monitor_uids(self, namespaces: tuple[str, ...]) -> set[str]:
+        """The UIDs of the monitors that exist now: in ``namespaces`` if they are
+        exact names, else cluster-wide (globs are matched by the caller)."""
+        exact = namespaces and not any(set("*?[!") & set(n) for n in namespaces)
+        scopes: list[str | None] = list(namespaces) if exact else [None]
+        uids: set[str] = set()
+        for namespace in scopes:
+            async for obj in self.client.list(Monitor, namespace=namespace or "*"):
+                if obj.metadata is not None and obj.metadata.uid:
+                    uids.add(obj.metadata.uid)
+        return uids
+
+    async def service_port(self, namespace: str, name: str, port: int | str) -> int:
+        """The Service's port number for ``port`` (a number or a port name)."""
+        return (await self.service_port_and_name(namespace, name, port))[0]
+
+    async def service_port_and_name(
+        self, namespace: str, name: str, port: int | str
+    ) -> tuple[int, str]:
+        """The Service's port number and port name ("" when unnamed) for ``port``."""
+        svc = await self._get(Service, namespace, name)
+        if svc is None:
+            raise NotFound(f"Service {namespace}/{name} not found")
+        ports = (svc.spec.ports if svc.spec else None) or []
+        for p in ports:
+            if p.port == port or (p.name is not None and p.name == port):
+                return int(p.port), p.name or ""
+        raise NotFound(f"Service {namespace}/{name} has no port {port}")
+
+    async def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
+        """The Service's EndpointSlices as dicts (one list call, by the service-name label)."""
+        labels: dict[str, Any] = {"kubernetes.io/service-name": service}
+        return [
+            dict(s.to_dict())
+            async for s in self.client.list(EndpointSlice, namespace=namespace, labels=labels)
+        ]
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        secret = await self._get(Secret, namespace, name)
+        if secret is None:
+            raise NotFound(f"Secret {namespace}/{name} not found")
+        out = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        out.update(secret.stringData or {})
+        return out
+
+    # -- remediation: always in the monitor's own namespace ----------------------
+
+    async def workload(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+        """The Deployment or StatefulSet as a dict, or None if it does not exist."""
+        obj = await self._get(_WORKLOADS[kind], namespace, name)
+        return None if obj is None else dict(obj.to_dict())
+
+    async def restart(self, namespace: str, kind: str, name: str, when: datetime) -> None:
+        """What ``kubectl rollout restart`` does: stamp the pod template."""
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {
+                        "annotations": {"kubectl.kubernetes.io/restartedAt": timestamp(when)}
+                    }
+                }
+            }
+        }
+        await self.client.patch(
+            _WORKLOADS[kind], name, patch, namespace=namespace, patch_type=PatchType.STRATEGIC
+        )
+
+    async def set_env(
+        self, namespace: str, kind: str, name: str, container: str, var: str, value: str
+    ) -> None:
+        """Set one environment variable of one container (strategic merge by name)."""
+        env = [{"name": var, "value": value}]
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}}}
+        await self.client.patch(
+            _WORKLOADS[kind], name, patch, namespace=namespace, patch_type=PatchType.STRATEGIC
+        )
+
+    async def delete_pod(self, namespace: str, name: str, *, uid: str | None = None) -> None:
+        """Delete one pod, but only the pod the endpoint named (not a namesake made since)."""
+        pod = await self._get(Pod, namespace, name)
+        if pod is None:
+            raise NotFound(f"Pod {namespace}/{name} not found")
+        if uid is not None and pod.metadata is not None and pod.metadata.uid != uid:
+            raise NotFound(f"Pod {namespace}/{name} was replaced (uid {pod.metadata.uid})")
+        if pod.metadata is not None and pod.metadata.deletionTimestamp is not None:
+            return  # already on its way out
+        try:
+            await self.client.delete(Pod, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+
+    async def config_value(self, namespace: str, name: str, key: str) -> str | None:
+        cm = await self._get(ConfigMap, namespace, name)
+        if cm is None:
+            raise NotFound(f"ConfigMap {namespace}/{name} not found")
+        return (cm.data or {}).get(key)
+
+    async def set_config_value(self, namespace: str, name: str, key: str, value: str) -> None:
+        await self.client.patch(
+            ConfigMap,
+            name,
+            {"data": {key: value}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+
+_WORKLOADS: dict[str, Any] = {"Deployment": Deployment, "StatefulSet": StatefulSet}

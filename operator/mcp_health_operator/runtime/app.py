@@ -1,0 +1,154 @@
+"""The operator process: kopf watching, the fleet probing, metrics served."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import logging
+import threading
+from urllib.parse import urlsplit
+
+import kopf
+from aiohttp import web
+from kopf._core.engines.peering import Identity
+from lightkube import AsyncClient, KubeConfig
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from mcp_health_operator.controller import metrics
+from mcp_health_operator.controller.fleet import Fleet
+from mcp_health_operator.core.config import Config
+from mcp_health_operator.core.membership import Mode, View
+from mcp_health_operator.kube.api import Kube
+from mcp_health_operator.kube.leases import Members, default_identity, pod_owner
+from mcp_health_operator.runtime import handlers
+
+log = logging.getLogger(__name__)
+
+
+async def serve_metrics(
+    config: Config, fleet: Fleet, members: Members | None = None
+) -> web.AppRunner:
+    """``/metrics`` and ``/healthz`` on the metrics port, on the operator's own loop."""
+    registry = metrics.registry(fleet.figures)
+
+    async def scrape(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        # Answered by the event loop that runs the probes: a wedged loop fails it.
+        body: dict[str, object] = {"status": "ok", "monitors": len(fleet.workers)}
+        if members is not None:
+            view = members.view
+            body["identity"] = members.identity
+            body["members"] = list(view.members) if view else []
+            body["leader"] = view.leader if view else None
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.metrics_host, config.metrics_port).start()
+    log.info("metrics on http://%s:%d/metrics", config.metrics_host, config.metrics_port)
+    return runner
+
+
+def settings(config: Config) -> kopf.OperatorSettings:
+    s = kopf.OperatorSettings()
+    # The operator posts its own, aggregated Events; kopf would post one per
+    # handler run.
+    s.posting.enabled = False
+    # With exact namespace names there is nothing to discover: skip listing
+    # namespaces (a namespaced install has no right to) and watching CRDs.
+    exact = config.namespaces and not any(set("*?[!") & set(n) for n in config.namespaces)
+    s.scanning.disabled = bool(exact)
+    return s
+
+
+async def run(
+    config: Config,
+    *,
+    stop: asyncio.Event | threading.Event | None = None,
+    ready: asyncio.Event | threading.Event | None = None,
+) -> None:
+    kubeconfig = KubeConfig.from_env().get()
+    if kubeconfig is None:
+        raise RuntimeError("no Kubernetes configuration: set KUBECONFIG or run in a pod")
+    server = urlsplit(kubeconfig.cluster.server)
+    if server.hostname:
+        port = server.port or (443 if server.scheme == "https" else 80)
+        config = dataclasses.replace(config, api_server=(server.hostname, port))
+    # What is loaded by now (~120,000 objects of modules) lives as long as the
+    # process: keep it out of every full garbage collection, each of which
+    # would otherwise pause the probing loop ~0.1 s to walk it.
+    gc.freeze()
+    client = AsyncClient(config=kubeconfig, field_manager="mcp-health-operator")
+    kube = Kube(client, instance=config.identity or None)
+    fleet = Fleet(kube=kube, config=config)
+    members = membership(config, client, fleet)
+    member_task = asyncio.create_task(members.run(), name="members") if members else None
+    resync_task = asyncio.create_task(fleet.resync_forever(config.resync_s), name="resync")
+
+    async def shutdown() -> None:
+        resync_task.cancel()
+        if member_task is not None:
+            member_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await member_task
+        await fleet.stop()
+        if members is not None:
+            # After our workers stopped: the others take over at their next listing.
+            await members.leave()
+
+    registry = kopf.OperatorRegistry()
+    handlers.register(
+        registry,
+        fleet,
+        on_stop=shutdown if members is not None else None,
+        watch_secrets=config.watch_secrets,
+    )
+    runner = await serve_metrics(config, fleet, members)
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=settings(config),
+            clusterwide=not config.namespaces,
+            namespaces=list(config.namespaces),
+            standalone=True,
+            # Else kopf names itself after getpass.getuser(), which raises
+            # under a uid with no passwd entry (the image's 65532).
+            identity=Identity(config.identity or default_identity()),
+            stop_flag=stop,
+            ready_flag=ready,
+        )
+    finally:
+        await shutdown()  # again, if kopf stopped without its cleanup
+        await runner.cleanup()
+        await client.close()
+
+
+def membership(config: Config, client: AsyncClient, fleet: Fleet) -> Members | None:
+    """With several replicas: own nothing until the members are known, then our share."""
+    if config.membership is None:
+        return None
+    identity = config.identity
+
+    def reassign(view: View) -> None:
+        fleet.reassign(lambda uid: view.owner(uid) == identity)
+
+    fleet.owns = lambda uid: False
+    return Members(
+        client,
+        namespace=config.lease_namespace,
+        group=config.member_group,
+        identity=identity,
+        mode=Mode(config.membership),
+        duration_s=config.lease_duration_s,
+        renew_s=config.lease_renew_s,
+        on_change=reassign,
+        owner=pod_owner(),
+    )

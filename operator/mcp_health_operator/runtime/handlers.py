@@ -1,0 +1,69 @@
+"""kopf handlers: parse the watch event, hand it to the fleet. Nothing else.
+
+Only a raw event handler is used: it needs no finalizer and no stored
+handler state, so deleting a monitor is never blocked by the operator and
+its probing stops on the DELETED event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+
+from mcp_health_operator.controller.fleet import Fleet
+from mcp_health_operator.controller.monitor import MonitorObject
+from mcp_health_operator.kube.api import GROUP, PLURAL, VERSION
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    fleet: Fleet,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+    *,
+    watch_secrets: bool = True,
+) -> None:
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In a pod: the ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config,
+        # the same sources lightkube reads, so both clients act as one identity.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    if on_stop is not None:
+        # Runs as soon as the operator is told to stop (SIGTERM), before kopf
+        # gives its remaining tasks their grace period.
+        @kopf.on.cleanup(registry=registry)
+        async def stop(**_: Any) -> None:
+            await on_stop()
+
+    # Shared watches of what monitors depend on: one per kind for the whole
+    # fleet, not a read per monitor; a change requeues the monitors using it.
+    def changed(kind: str, type: str | None, body: kopf.Body) -> None:
+        meta = body.metadata
+        fleet.dependency_changed(
+            kind,
+            meta.namespace or "",
+            meta.name or "",
+            version=str(meta.get("resourceVersion") or ""),
+            listed=type is None,  # kopf's (re)listing, not a watch event
+        )
+
+    @kopf.on.event("", "v1", "services", registry=registry)
+    async def service_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+        changed("Service", type, body)
+
+    if watch_secrets:
+
+        @kopf.on.event("", "v1", "secrets", registry=registry)
+        async def secret_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+            changed("Secret", type, body)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def monitor_event(*, type: str, body: kopf.Body, **_: Any) -> None:
+        obj = MonitorObject.from_body(body)
+        gone = type == "DELETED" or body.metadata.get("deletionTimestamp")
+        if gone:
+            fleet.remove((obj.ref.namespace, obj.ref.name))
+        else:
+            fleet.upsert(obj)
