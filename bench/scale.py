@@ -68,7 +68,8 @@ import httpx2
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcp_health_operator.probing.probe import Prober, Target
+from mcp_health_operator.core.targets import Target
+from mcp_health_operator.probing.probe import Prober
 from mcp_health_testbed import _procs, controlplane, samples
 
 REPO = Path(__file__).resolve().parents[1]

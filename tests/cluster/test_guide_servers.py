@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from mcp_health_operator.probing.probe import Prober, Target
+from mcp_health_operator.core.targets import Target
+from mcp_health_operator.probing.probe import Prober
 from mcp_health_testbed import cluster as cluster_mod
 from tests.cluster.conftest import (
     OPERATOR_NS,

@@ -3,7 +3,8 @@
 Applied before its Service, a monitor is ServiceNotFound until the Service
 appears, then goes Healthy within seconds, without anyone editing it; the same
 for a Secret that appears after the monitor, and for a bearer token rotated in
-its Secret (Unauthorized until then). A deleted Service is noticed too.
+its Secret (Unauthorized until then). A deleted Service is noticed too, and a
+Service whose port moves or that turns ExternalName.
 """
 
 from __future__ import annotations
@@ -71,3 +72,50 @@ def test_a_monitor_follows_its_secret_appearing_and_its_token_rotating(
     kubectl.apply(secret("mcp-token", token="the-current-token"))
     wait_for(lambda: health(kubectl, "m") == "Healthy", timeout=CONVERGES_S, what="Healthy")
     assert kubectl.json("mcphealth", "m")["metadata"]["generation"] == 1
+
+
+def test_a_monitor_follows_its_service_port_changing(
+    kubectl: Kubectl, operator: OperatorFactory, sample_server: SampleFactory, pg: Postgres
+) -> None:
+    """The monitor names the port by name; the Service moves it: the new number is used."""
+    server = sample_server("codebase-mcp", dsn=pg.dsn)
+    operator(*resolve(kubectl, "codebase-mcp", server))  # only :8000 reaches the server
+    kubectl.apply(service("codebase-mcp", port=9000))
+    kubectl.apply(monitor("m", service="codebase-mcp", port="mcp"))
+    wait_for(lambda: reason(kubectl, "m") is not None, timeout=30, what="a first verdict")
+    assert health(kubectl, "m") != "Healthy"
+    assert kubectl.json("mcphealth", "m")["status"]["endpoint"].endswith(":9000/mcp")
+
+    kubectl.apply(service("codebase-mcp", port=8000))
+    wait_for(lambda: health(kubectl, "m") == "Healthy", timeout=CONVERGES_S, what="Healthy")
+    # :8000 is the port --resolve sends to the server.
+    endpoint = kubectl.json("mcphealth", "m")["status"]["endpoint"]
+    assert endpoint == f"http://127.0.0.1:{server.port}/mcp", endpoint
+
+
+def test_a_service_turned_externalname_is_refused_as_an_outside_target(
+    kubectl: Kubectl, operator: OperatorFactory, sample_server: SampleFactory, pg: Postgres
+) -> None:
+    """An ExternalName is an alias of an outside host: without URL targets allowed, refused."""
+    server = sample_server("codebase-mcp", dsn=pg.dsn)
+    kubectl.apply(service("codebase-mcp"))
+    operator(*resolve(kubectl, "codebase-mcp", server))
+    kubectl.apply(monitor("m", service="codebase-mcp"))
+    wait_for(lambda: health(kubectl, "m") == "Healthy", timeout=30, what="Healthy")
+
+    kubectl(
+        "patch",
+        "service",
+        "codebase-mcp",
+        "--type=merge",
+        "-p",
+        '{"spec": {"type": "ExternalName", "externalName": "metadata.example.invalid",'
+        ' "clusterIP": null, "clusterIPs": null}}',
+    )
+    wait_for(
+        lambda: reason(kubectl, "m") == "TargetNotAllowed",
+        timeout=CONVERGES_S,
+        what="TargetNotAllowed",
+    )
+    message = conditions(kubectl, "m")["Reachable"]["message"]
+    assert "ExternalName" in message and "metadata.example.invalid" in message, message

@@ -435,3 +435,27 @@ def test_per_endpoint_probing_and_pod_deletion_with_the_charts_rbac(
     ) as response:
         stats = json.load(response)
     assert stats["reads"] >= 5 and stats["connections"] <= 2, stats
+
+
+def test_the_endpointslice_watch_brings_a_scale_out_in_seconds(
+    kubectl: Kubectl, operator: OperatorFactory, servers: Servers
+) -> None:
+    """No re-list is due for two minutes: only the shared watch can bring the change."""
+    a, b, c = servers.addresses
+    kubectl.apply(SERVICE)
+    kubectl("create", "serviceaccount", "default")
+    for name in servers.pods.values():
+        kubectl.apply(pod(name))
+    kubectl.apply(endpoint_slice(kubectl, servers, (a,)))
+    operator("--endpoints-refresh", "120")
+    kubectl.apply(per_endpoint_monitor("any", "any"))
+    wait_for(
+        lambda: endpoint_healths(kubectl, "any") == {a: "Healthy"}, timeout=30, what="one endpoint"
+    )
+    kubectl.apply(endpoint_slice(kubectl, servers, (a, b, c)))
+    every = {x: "Healthy" for x in (a, b, c)}
+    wait_for(lambda: endpoint_healths(kubectl, "any") == every, timeout=15, what="three endpoints")
+    kubectl.apply(endpoint_slice(kubectl, servers, (b,)))
+    wait_for(
+        lambda: endpoint_healths(kubectl, "any") == {b: "Healthy"}, timeout=15, what="scaled in"
+    )

@@ -16,7 +16,8 @@ from typing import Any
 
 from mcp import Client
 
-from mcp_health_operator.probing.probe import Prober, Target
+from mcp_health_operator.core.targets import Target
+from mcp_health_operator.probing.probe import Prober
 from mcp_health_testbed.postgres import Postgres
 from mcp_health_testbed.samples import SampleServer
 from tests.conftest import SampleFactory

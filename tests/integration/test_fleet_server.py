@@ -7,7 +7,8 @@ import urllib.request
 
 import pytest
 
-from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult, Target
+from mcp_health_operator.core.targets import Target
+from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult
 from tests.conftest import FleetFactory
 
 

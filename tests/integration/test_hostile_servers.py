@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from mcp_health_operator.core import health, judge
-from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult, Target, Transport
+from mcp_health_operator.core.targets import Target, Transport
+from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult
 from mcp_health_testbed import _procs
 from mcp_health_testbed.postgres import Postgres
 from tests.conftest import HOSTILE, SampleFactory

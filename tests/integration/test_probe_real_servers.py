@@ -10,7 +10,8 @@ import urllib.request
 import pytest
 from mcp import Client
 
-from mcp_health_operator.probing.probe import Outcome, Prober, Target, Transport
+from mcp_health_operator.core.targets import Target, Transport
+from mcp_health_operator.probing.probe import Outcome, Prober
 from mcp_health_testbed.postgres import Postgres
 from tests.conftest import HostileFactory, SampleFactory
 
@@ -137,11 +138,11 @@ async def test_persistent_session_is_reused_across_probes(
     try:
         assert (await prober.probe()).ok
         # The session's read request, made once at the handshake, serves every read.
-        request = prober._request
+        request = prober._session.request
         assert request is not None
         for _ in range(5):
             assert (await prober.probe()).ok
-        assert prober._request is request
+        assert prober._session.request is request
     finally:
         await prober.aclose()
 

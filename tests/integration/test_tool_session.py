@@ -15,8 +15,9 @@ from mcp_health_operator.controller.remediator import Remediator
 from mcp_health_operator.core import spec
 from mcp_health_operator.core.config import Config
 from mcp_health_operator.core.remediation import Action, FleetState, Intent
+from mcp_health_operator.core.targets import Target
 from mcp_health_operator.kube.api import Kube, ObjectRef
-from mcp_health_operator.probing.probe import Prober, Target
+from mcp_health_operator.probing.probe import Prober
 from mcp_health_testbed.postgres import Postgres
 from tests.conftest import SampleFactory
 

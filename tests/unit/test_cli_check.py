@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mcp_health_operator.core import health, judge, spec
+from mcp_health_operator.core import health, judge, spec, targets
 from mcp_health_operator.probing import probe
 from mcp_health_operator.runtime import cli
 
@@ -36,7 +36,7 @@ GUIDE_EXAMPLE: dict[str, Any] = {
         "memory": {"status": "pass", "usage_mb": 245.0, "limit_mb": 2048.0, "percentage": 11.9},
     },
 }
-TARGET = probe.Target(url="http://mcp.example:8000", transport=probe.Transport.HTTP)
+TARGET = targets.Target(url="http://mcp.example:8000", transport=targets.Transport.HTTP)
 
 
 def document(changes: Mapping[str, object] | None = None) -> dict[str, Any]:

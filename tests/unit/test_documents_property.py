@@ -34,7 +34,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcp_health_operator.core import health, judge
-from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult, Target, Transport
+from mcp_health_operator.core.targets import Target, Transport
+from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult
 
 # -- budget ----------------------------------------------------------------------------
 
@@ -629,10 +630,10 @@ def test_a_probe_of_any_answer_is_a_result_with_the_right_outcome() -> None:
     prober = Prober(Target("http://health.invalid", Transport.HTTP), timeout=5.0)
     # The probe's own client, on an in-process transport instead of the network
     # (the response hook, which bounds bodies, is the probe's own).
-    prober._http = httpx2.AsyncClient(
+    prober._session.http = httpx2.AsyncClient(
         transport=httpx2.MockTransport(handler),
         headers={"Accept-Encoding": "identity"},
-        event_hooks={"response": [prober._on_response]},
+        event_hooks={"response": [prober._session.on_response]},
     )
 
     @_settings("prober")

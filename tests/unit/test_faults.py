@@ -8,20 +8,21 @@ in ``tests/e2e/test_faults.py``.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from typing import Any, cast
 
 from mcp_health_operator.controller.metrics import MonitorFigures
 from mcp_health_operator.controller.monitor import (
-    MAX_UNPOSTED_EVENTS,
     MonitorObject,
     MonitorWorker,
     _Status,
 )
 from mcp_health_operator.controller.remediator import Remediator
+from mcp_health_operator.controller.spool import MAX_UNPOSTED_EVENTS
 from mcp_health_operator.core import events, spec
 from mcp_health_operator.core.config import Config
-from mcp_health_operator.core.judge import Health, Thresholds
+from mcp_health_operator.core.judge import Health
 from mcp_health_operator.core.remediation import Action, FleetState, record
 from mcp_health_operator.kube.api import Kube, ObjectRef
 from mcp_health_operator.probing.probe import Prober
@@ -204,9 +205,9 @@ def test_events_over_the_budget_are_not_posted_and_are_counted() -> None:
 
     async def scenario() -> None:
         for i in range(3):
-            w._queue_event(events.EventSpec(events.WARNING, "ProbeFailed", f"failure {i}"))
+            w.spool.add(events.EventSpec(events.WARNING, "ProbeFailed", f"failure {i}"))
         # Remediation's Events are its audit trail: posted whatever the budget says.
-        await w._event(events.EventSpec(events.NORMAL, "RestartTriggered", "restarted"))
+        await w._remediation_event(events.EventSpec(events.NORMAL, "RestartTriggered", "restarted"))
 
     asyncio.run(scenario())
     posted = [reason for reason, _, _ in kube.posted]
@@ -222,12 +223,12 @@ def test_events_of_an_outage_are_posted_in_order_once_the_api_server_is_back() -
 
     async def scenario() -> None:
         kube.down = True
-        await w._event(unhealthy)
-        await w._event(recovered)
-        await w._event(unhealthy)  # the same Event again: one name, count 2
+        await w._remediation_event(unhealthy)
+        await w._remediation_event(recovered)
+        await w._remediation_event(unhealthy)  # the same Event again: one name, count 2
         assert kube.posted == []
         kube.down = False
-        await w._post_unposted()
+        await w.spool.post()
 
     asyncio.run(scenario())
     assert [(reason, count) for reason, count, _ in kube.posted] == [
@@ -236,7 +237,7 @@ def test_events_of_an_outage_are_posted_in_order_once_the_api_server_is_back() -
     ]
     times = [when for _, _, when in kube.posted]
     assert all(t is not None for t in times)  # stamped when they happened, not when posted
-    assert w._unposted == {}
+    assert not w.spool
 
 
 def test_a_long_outage_keeps_only_the_newest_events() -> None:
@@ -246,9 +247,10 @@ def test_a_long_outage_keeps_only_the_newest_events() -> None:
     async def scenario() -> None:
         kube.down = True
         for i in range(MAX_UNPOSTED_EVENTS + 30):
-            await w._event(events.EventSpec(events.WARNING, f"Reason{i}", f"message {i}"))
+            event = events.EventSpec(events.WARNING, f"Reason{i}", f"message {i}")
+            await w._remediation_event(event)
         kube.down = False
-        await w._post_unposted()
+        await w.spool.post()
 
     asyncio.run(scenario())
     reasons = [reason for reason, _, _ in kube.posted]
@@ -266,7 +268,7 @@ def test_a_status_built_before_an_action_does_not_undo_the_ledger_written_since(
     assert built["remediation"]["actionTimes"] == []
     w.remediator.ledger = record(w.remediator.ledger, Action.RESTART, T0, "success")
     asyncio.run(kube.patch_status(REF, w.remediator.status_fields(RESTART)))  # the step's write
-    asyncio.run(w._send_status(_Status(built, Thresholds(), RESTART)))
+    asyncio.run(w._send_status(_Status(built, (), True)))
     assert [t["result"] for t in kube.status["remediation"]["actionTimes"]] == ["success"]
     assert kube.status["probedBy"] == "operator-0"
 
@@ -287,7 +289,7 @@ def test_an_ordinary_status_write_keeps_a_ledger_another_replica_wrote() -> None
     asyncio.run(kube.patch_status(REF, other.status_fields(RESTART)))
     stale = worker(kube)  # this replica has not seen that action
     status = {"health": "Unhealthy", "conditions": [], **stale.remediator.status_fields(RESTART)}
-    asyncio.run(stale._send_status(_Status(status, Thresholds(), RESTART)))
+    asyncio.run(stale._send_status(_Status(status, (), True)))
     ledger = kube.status["remediation"]
     assert [(t["action"], t["result"]) for t in ledger["actionTimes"]] == [("restart", "success")]
     assert ledger["lastAction"] == "restart"
@@ -296,20 +298,19 @@ def test_an_ordinary_status_write_keeps_a_ledger_another_replica_wrote() -> None
 def test_a_failed_status_write_makes_the_next_one_due() -> None:
     kube = FakeKube()
     w = worker(kube)
-    healthy = {"health": "Healthy", "conditions": []}
-    degraded = {"health": "Degraded", "conditions": []}
+    healthy, degraded = ("Healthy",), ("Degraded",)
 
-    def send(status: dict[str, Any]) -> None:
-        asyncio.run(w._send_status(_Status(dict(status), Thresholds(), None)))
+    def send(status: dict[str, Any], key: tuple[Any, ...]) -> None:
+        asyncio.run(w._send_status(_Status(dict(status), key, False)))
 
-    send(healthy)
-    kube.status = {}
-    send(healthy)  # unchanged, inside the heartbeat: not due
-    assert kube.status == {}
+    send({"health": "Healthy", "conditions": []}, healthy)
+    assert not w.budget.due(healthy, time.monotonic())  # written, inside the heartbeat
     kube.down = True
-    send(degraded)
+    send({"health": "Degraded", "conditions": []}, degraded)
+    # What it last wrote, but a write failed since: the next probe writes.
+    assert w.budget.due(healthy, time.monotonic())
     kube.down = False
-    send(healthy)  # what it last wrote, but a write failed since: due
+    send({"health": "Healthy", "conditions": []}, healthy)
     assert kube.status["health"] == "Healthy"
 
 
@@ -357,7 +358,5 @@ def test_a_status_write_that_finds_the_monitor_deleted_reports_it_gone() -> None
         on_gone=gone.append,
     )
     kube.deleted = True
-    asyncio.run(
-        w._send_status(_Status({"health": "Healthy", "conditions": []}, Thresholds(), None))
-    )
+    asyncio.run(w._send_status(_Status({"health": "Healthy", "conditions": []}, (), False)))
     assert gone == [obj]

@@ -8,11 +8,10 @@ so an endpoint at a metadata, link-local or API-server address is listed
 but never probed.
 
 The endpoints are re-listed (one ``list`` of the Service's EndpointSlices by
-label) at most every ``Config.endpoints_refresh_s`` seconds, and at once
-after a pod was deleted. A list per refresh costs one small request; a watch
-per monitor would hold a connection and a task per monitor for what changes
-rarely (rollouts, scaling), and a pod that goes away between lists only
-fails its probe until the next list, which its verdict's thresholds absorb.
+label) when the operator's one shared EndpointSlice watch sees the Service's
+slices change (``relist_soon``), at once after a pod was deleted, and at
+least every ``Config.endpoints_refresh_s`` seconds in case a change was
+missed in a watch gap.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from mcp_health_operator.core import endpoints, judge, remediation, targets
 from mcp_health_operator.core.conditions import timestamp
 from mcp_health_operator.core.config import Config
 from mcp_health_operator.core.endpoints import Endpoint, EndpointVerdict
+from mcp_health_operator.kube import resolver
 from mcp_health_operator.kube.api import Kube
 from mcp_health_operator.probing import probe
 
@@ -65,7 +65,7 @@ class EndpointGroup:
         namespace: str,
         service: str,
         port_name: str,
-        template: probe.Target,
+        template: targets.Target,
         path: str | None,
         scheme: str,
         timeout: float,
@@ -146,7 +146,7 @@ class EndpointGroup:
     async def _refusal(self, endpoint: Endpoint) -> str | None:
         api = self.config.api_server
         if api is not None and self._api_ips is None:
-            self._api_ips = await probe.addresses(api[0])
+            self._api_ips = await resolver.addresses(api[0])
         reason = targets.refusal(
             host=endpoint.address,
             port=endpoint.port,

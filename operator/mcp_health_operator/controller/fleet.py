@@ -119,7 +119,8 @@ class Fleet:
     def dependency_changed(
         self, kind: str, namespace: str, name: str, *, version: str = "", listed: bool = False
     ) -> int:
-        """A Service or Secret changed (or appeared, or went): requeue the monitors using it.
+        """A Service, Secret or EndpointSlice changed (or appeared, or went): requeue the
+        monitors using it (an EndpointSlice is named by its Service).
 
         ``listed``: delivered by a (re)listing, not as a change. Monitors read
         their dependencies when they start, so a listed object requeues them
@@ -135,7 +136,7 @@ class Fleet:
         if listed and (seen is None or seen == version):
             return 0
         for worker in hit:
-            worker.requeue()
+            worker.requeue(kind)
         if hit:
             log.info("%s %s/%s changed: %d monitors read their target again", *dep, len(hit))
         return len(hit)

@@ -43,8 +43,9 @@ class Config:
     breaker_share: float = 0.5
     breaker_min_monitors: int = 3
     breaker_window_s: float = 60.0
-    # Per-endpoint monitors re-list the Service's EndpointSlices at most this often.
-    endpoints_refresh_s: float = 10.0
+    # Per-endpoint monitors re-list the Service's EndpointSlices at least this often
+    # (the EndpointSlice watch brings changes in between).
+    endpoints_refresh_s: float = 60.0
     # Several replicas: "shard" (monitors spread over the live members),
     # "leader" (one live member probes all) or None (this process owns every
     # monitor and takes no part in membership).

@@ -12,7 +12,58 @@ However the operator is configured, a probe never goes to:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_RESOURCE = "health://status"
+
+
+class Transport(StrEnum):
+    STREAMABLE_HTTP = "streamable-http"
+    SSE = "sse"
+    HTTP = "http"
+
+
+# Where each transport lives when a URL names only the server (as the
+# guide's `health_check.py http://localhost:8000` does).
+DEFAULT_PATHS = {
+    Transport.STREAMABLE_HTTP: "/mcp",
+    Transport.SSE: "/sse",
+    Transport.HTTP: "/health/status",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and how to probe. ``url`` is the transport endpoint (see ``endpoint``)."""
+
+    url: str
+    transport: Transport = Transport.STREAMABLE_HTTP
+    resource_uri: str = DEFAULT_RESOURCE
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ca_file: str | None = None
+    ca_data: str | None = None  # PEM, e.g. from a Secret
+    insecure_skip_verify: bool = False
+
+
+def endpoint(url: str, transport: Transport) -> str:
+    """``url`` with the transport's default path when it names only the server."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        parts = parts._replace(path=DEFAULT_PATHS[transport])
+    return urlunsplit(parts)
+
+
+class Refused(Exception):
+    """The operator will not probe this target; ``reason`` goes to the conditions."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
 
 _BLOCKED = tuple(
     ipaddress.ip_network(net)

@@ -48,6 +48,13 @@ class Conflict(Exception):
     """A write with a resourceVersion precondition lost: the object changed meanwhile."""
 
 
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    number: int
+    name: str  # "" when unnamed
+    external_name: str | None  # the alias of an ExternalName Service
+
+
 class Kube:
     def __init__(self, client: AsyncClient, *, instance: str | None = None) -> None:
         self.client = client
@@ -156,21 +163,19 @@ class Kube:
                     uids.add(obj.metadata.uid)
         return uids
 
-    async def service_port(self, namespace: str, name: str, port: int | str) -> int:
-        """The Service's port number for ``port`` (a number or a port name)."""
-        return (await self.service_port_and_name(namespace, name, port))[0]
-
-    async def service_port_and_name(
-        self, namespace: str, name: str, port: int | str
-    ) -> tuple[int, str]:
-        """The Service's port number and port name ("" when unnamed) for ``port``."""
+    async def service_port(self, namespace: str, name: str, port: int | str) -> ServicePort:
+        """The Service's port ``port`` (a number or a port name), and its ExternalName if any."""
         svc = await self._get(Service, namespace, name)
         if svc is None:
             raise NotFound(f"Service {namespace}/{name} not found")
+        external = svc.spec.externalName if svc.spec and svc.spec.type == "ExternalName" else None
         ports = (svc.spec.ports if svc.spec else None) or []
         for p in ports:
             if p.port == port or (p.name is not None and p.name == port):
-                return int(p.port), p.name or ""
+                return ServicePort(int(p.port), p.name or "", external)
+        if external is not None and isinstance(port, int):
+            # An ExternalName Service needs no ports: the name is an alias.
+            return ServicePort(port, "", external)
         raise NotFound(f"Service {namespace}/{name} has no port {port}")
 
     async def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:

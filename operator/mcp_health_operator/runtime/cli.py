@@ -28,9 +28,9 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from mcp_health_operator import __version__
-from mcp_health_operator.core import judge
+from mcp_health_operator.core import judge, targets
 from mcp_health_operator.core.spec import ThresholdsSpec
-from mcp_health_operator.probing import probe
+from mcp_health_operator.probing import probe, session
 
 EXIT_HEALTHY, EXIT_NOT_HEALTHY, EXIT_ERROR = 0, 1, 2
 
@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--transport",
-        choices=[t.value for t in probe.Transport],
-        default=probe.Transport.STREAMABLE_HTTP.value,
+        choices=[t.value for t in targets.Transport],
+        default=targets.Transport.STREAMABLE_HTTP.value,
     )
     check.add_argument(
         "--timeout",
@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds for the whole check, handshake included (default 5)",
     )
     check.add_argument(
-        "--resource", default=probe.DEFAULT_RESOURCE, help="resource URI (default health://status)"
+        "--resource",
+        default=targets.DEFAULT_RESOURCE,
+        help="resource URI (default health://status)",
     )
     check.add_argument(
         "--header",
@@ -264,9 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--endpoints-refresh",
         type=float,
-        default=10.0,
-        help="per-endpoint monitors: re-list a Service's EndpointSlices at most this often, "
-        "in seconds (default 10)",
+        default=60.0,
+        help="per-endpoint monitors: re-list a Service's EndpointSlices at least this often, "
+        "in seconds, besides when the EndpointSlice watch sees them change (default 60)",
     )
     members = run.add_argument_group(
         "replicas",
@@ -440,9 +442,9 @@ def check(args: argparse.Namespace, *, out: TextIO) -> int:
             print(f"ERROR: environment variable {args.token_env} is empty or unset", file=out)
             return EXIT_ERROR
         headers["Authorization"] = f"Bearer {token}"
-    target = probe.Target(
+    target = targets.Target(
         url=args.url,
-        transport=probe.Transport(args.transport),
+        transport=targets.Transport(args.transport),
         resource_uri=args.resource,
         headers=headers,
         ca_file=args.ca_file,
@@ -453,7 +455,7 @@ def check(args: argparse.Namespace, *, out: TextIO) -> int:
 
 
 def report(
-    args: argparse.Namespace, target: probe.Target, result: probe.ProbeResult, *, out: TextIO
+    args: argparse.Namespace, target: targets.Target, result: probe.ProbeResult, *, out: TextIO
 ) -> int:
     """Print one probe's result (and verdict, unless --server-status-only); the exit code."""
     verdict = None if args.server_status_only else verdict_of(result, thresholds_of(args))
@@ -479,7 +481,7 @@ def verdict_of(result: probe.ProbeResult, thresholds: judge.Thresholds) -> judge
     return judge.judge(obs, thresholds, judge.History(), failure_threshold=1, success_threshold=1)
 
 
-async def _probe_once(target: probe.Target, timeout: float) -> probe.ProbeResult:
+async def _probe_once(target: targets.Target, timeout: float) -> probe.ProbeResult:
     _warm_up(target)
     prober = probe.Prober(target, timeout=timeout)
     try:
@@ -488,7 +490,7 @@ async def _probe_once(target: probe.Target, timeout: float) -> probe.ProbeResult
         await prober.aclose()
 
 
-def _warm_up(target: probe.Target) -> None:
+def _warm_up(target: targets.Target) -> None:
     """Pay the HTTP client's one-time costs before the probe's clock starts.
 
     The latency is judged (probeLatencyMs): a monitor pays these once per
@@ -500,7 +502,7 @@ def _warm_up(target: probe.Target) -> None:
     if not target.insecure_skip_verify:
         # Cached per CA bundle; an unreadable bundle is the probe's to report.
         with contextlib.suppress(OSError, ssl.SSLError):
-            probe._ssl_context(target.ca_file, target.ca_data)
+            session.ssl_context(target.ca_file, target.ca_data)
 
 
 def exit_code(result: probe.ProbeResult, verdict: judge.Verdict | None = None) -> int:
@@ -514,12 +516,12 @@ def exit_code(result: probe.ProbeResult, verdict: judge.Verdict | None = None) -
 
 
 def as_json(
-    target: probe.Target, result: probe.ProbeResult, verdict: judge.Verdict | None = None
+    target: targets.Target, result: probe.ProbeResult, verdict: judge.Verdict | None = None
 ) -> dict[str, Any]:
     doc = result.document
     server = result.server
     return {
-        "url": probe.endpoint(target.url, target.transport),
+        "url": targets.endpoint(target.url, target.transport),
         "transport": target.transport.value,
         "outcome": result.outcome.value,
         "message": result.message or None,
@@ -553,13 +555,13 @@ def as_json(
 
 
 def write_table(
-    target: probe.Target,
+    target: targets.Target,
     result: probe.ProbeResult,
     out: TextIO,
     verdict: judge.Verdict | None = None,
 ) -> None:
     doc = result.document
-    url = probe.endpoint(target.url, target.transport)
+    url = targets.endpoint(target.url, target.transport)
     if doc is None:
         print(
             f"ERROR: Health check failed - {result.outcome.value}: {result.message} ({url})",

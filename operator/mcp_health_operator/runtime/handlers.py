@@ -53,6 +53,20 @@ def register(
     async def service_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
         changed("Service", type, body)
 
+    # The endpoints of per-endpoint monitors: a rollout or a scale shows in a
+    # Service's EndpointSlices, named by the service-name label.
+    @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry)
+    async def slice_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+        service = body.metadata.labels.get("kubernetes.io/service-name")
+        if service:
+            fleet.dependency_changed(
+                "EndpointSlice",
+                body.metadata.namespace or "",
+                service,
+                version=f"{body.metadata.name}@{body.metadata.get('resourceVersion') or ''}",
+                listed=type is None,
+            )
+
     if watch_secrets:
 
         @kopf.on.event("", "v1", "secrets", registry=registry)
