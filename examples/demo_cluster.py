@@ -112,15 +112,17 @@ class ClusterDemo:
         print(f"export KUBECONFIG={self.cluster.kubeconfig}")
         self.show("get", "nodes", "-o", "wide", ns=None)
 
+        self.kubectl("create", "namespace", NS, ns=None)
         step("helm install of the operator (the image built from the Dockerfile)")
+        print(f"remediation granted in {NS} only (a Role there), for the labelled workloads")
         chart = str(REPO / "helm" / "mcp-health-operator")
         self.helm(
             "upgrade", "--install", RELEASE, chart, "-n", OPERATOR_NS, "--create-namespace",
-            "--set", "image.pullPolicy=Never", "--wait", "--timeout", "180s",
+            "--set", "image.pullPolicy=Never", "--set", "remediation.enabled=true",
+            "--set", f"remediation.namespaces={{{NS}}}", "--wait", "--timeout", "180s",
         )  # fmt: skip
 
         step("The guide's servers as pods: PostgreSQL, codebase-mcp, workflow-mcp")
-        self.kubectl("create", "namespace", NS, ns=None)
         self.kubectl("apply", "-f", str(EXAMPLES / "cluster" / "postgres.yaml"))
         self.kubectl("apply", "-f", str(EXAMPLES / "cluster" / "servers.yaml"))
         for workload in ("statefulset/postgres", "deploy/codebase-mcp", "deploy/workflow-mcp"):

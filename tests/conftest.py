@@ -56,7 +56,7 @@ def sample_server() -> Iterator[SampleFactory]:
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[controlplane.ControlPlane]:
     workdir = Path(tempfile.mkdtemp(prefix="mcp-health-cp-"))
-    plane = controlplane.ControlPlane(workdir=workdir).start()
+    plane = controlplane.ControlPlane(workdir=workdir, audit=True).start()
     yield plane
     plane.stop()
     shutil.rmtree(workdir, ignore_errors=True)

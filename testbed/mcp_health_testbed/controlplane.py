@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -208,6 +209,37 @@ def _kubernetes_binary(name: str, version: str) -> Path:
     return out
 
 
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
+
+
+def audited_calls(log: Path, user: str) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource[/subresource], verb) of each request ``user`` made and was allowed.
+
+    From the audit log; refused requests (401, 403) are left out.
+    """
+    calls: set[tuple[str, str, str]] = set()
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("user", {}).get("username") != user:
+            continue
+        ref = entry.get("objectRef") or {}
+        if not ref.get("resource"):
+            continue  # discovery: no object, no RBAC rule
+        if (entry.get("responseStatus") or {}).get("code") in (401, 403):
+            continue
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        calls.add((ref.get("apiGroup", ""), resource, entry["verb"]))
+    return calls
+
+
 @dataclass
 class ControlPlane:
     """A running etcd + kube-apiserver pair with an admin kubeconfig."""
@@ -218,6 +250,9 @@ class ControlPlane:
     apiserver_port: int = 0
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     extra_args: tuple[str, ...] = ()
+    # Log (metadata only) every request a ServiceAccount makes: what the
+    # operator, running as the chart's ServiceAccount, really calls.
+    audit: bool = False
     _etcd: subprocess.Popen[bytes] | None = None
     _apiserver: subprocess.Popen[bytes] | None = None
 
@@ -232,6 +267,10 @@ class ControlPlane:
     @property
     def ca_file(self) -> Path:
         return self.workdir / "pki" / "apiserver.crt"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
 
     @property
     def sa_signing_key(self) -> Path:
@@ -315,12 +354,20 @@ class ControlPlane:
             f"--service-account-signing-key-file={self.sa_signing_key}",
             "--service-cluster-ip-range=10.96.0.0/16",
             "--profiling=false",
+            *self._audit_args(),
             *self.extra_args,
         ]
         self._apiserver = subprocess.Popen(
             args, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
         )
         self._wait_ready(timeout=timeout, log=log)
+
+    def _audit_args(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}"]
 
     def _wait_ready(self, *, timeout: float, log: Path) -> None:
         ctx = ssl.create_default_context()

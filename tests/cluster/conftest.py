@@ -138,6 +138,11 @@ def install_operator(
     return k
 
 
+def remediation_in(namespace: str) -> tuple[str, ...]:
+    """The chart's values that let remediation act in ``namespace`` (a Role there)."""
+    return ("remediation.enabled=true", f"remediation.namespaces={{{namespace}}}")
+
+
 def guide_servers(k: Kube) -> None:
     """PostgreSQL, codebase-mcp and workflow-mcp in ``k``'s namespace, all Ready."""
     k.apply(EXAMPLES / "postgres.yaml")

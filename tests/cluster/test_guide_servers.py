@@ -25,6 +25,7 @@ from tests.cluster.conftest import (
     guide_servers,
     install_operator,
     monitor,
+    remediation_in,
     wait_for,
 )
 
@@ -34,9 +35,9 @@ RELEASE = "guide"
 @pytest.fixture(scope="module")
 def servers(cluster: cluster_mod.Cluster) -> Iterator[Kube]:
     """The operator installed cluster-wide, and the guide's servers in a namespace."""
-    install_operator(cluster, RELEASE)
     k = Kube(cluster.kubeconfig, f"guide-{uuid.uuid4().hex[:6]}")
     k("create", "namespace", k.namespace)
+    install_operator(cluster, RELEASE, *remediation_in(k.namespace))
     guide_servers(k)
     yield k
     k("delete", "namespace", k.namespace, "--wait=false", check=False)

@@ -22,6 +22,7 @@ from tests.cluster.conftest import (
     Kube,
     install_operator,
     monitor,
+    remediation_in,
     wait_for,
     when,
 )
@@ -40,7 +41,7 @@ spec:
 ---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: fleet, labels: {app: fleet}}
+metadata: {name: fleet, labels: {app: fleet, mcphealth.dev/allow-remediation: "true"}}
 spec:
   replicas: 3
   selector: {matchLabels: {app: fleet}}
@@ -63,12 +64,13 @@ spec:
 
 @pytest.fixture(scope="module")
 def ns(cluster: cluster_mod.Cluster) -> Iterator[Kube]:
+    k = Kube(cluster.kubeconfig, f"rep-{uuid.uuid4().hex[:6]}")
+    k("create", "namespace", k.namespace)
     install_operator(
         cluster, RELEASE, "replicaCount=2", "membership.mode=shard",
         "membership.leaseDurationSeconds=4", "membership.renewSeconds=1",
+        *remediation_in(k.namespace),
     )  # fmt: skip
-    k = Kube(cluster.kubeconfig, f"rep-{uuid.uuid4().hex[:6]}")
-    k("create", "namespace", k.namespace)
     k.apply(EXAMPLES / "postgres.yaml")
     k.apply(EXAMPLES / "servers.yaml")
     k.apply(FLEET)
@@ -232,6 +234,7 @@ def test_leader_mode_one_replica_probes_all_and_the_other_takes_over(
     install_operator(
         cluster, RELEASE, "replicaCount=2", "membership.mode=leader",
         "membership.leaseDurationSeconds=4", "membership.renewSeconds=1",
+        *remediation_in(k.namespace),
     )  # fmt: skip
     wait_for(lambda: len(_operator_pods(cluster)) == 2, timeout=90, what="two operator pods")
     for i in range(4):

@@ -16,11 +16,13 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import yaml
+
 from mcp_health_testbed import controlplane
 from mcp_health_testbed.helm import helm_binary
 from mcp_health_testbed.postgres import Postgres
 from tests.conftest import SampleFactory
-from tests.e2e.conftest import Kubectl, OperatorFactory, service, wait_for
+from tests.e2e.conftest import Kubectl, OperatorFactory, monitor, service, wait_for
 from tests.e2e.test_remediation import (
     RESTART,
     _saturate,
@@ -32,13 +34,31 @@ from tests.e2e.test_remediation import (
     resolve,
     restarted_at,
 )
+from tests.e2e.test_security import conditions, secret, with_spec
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "mcp-health-operator"
+AUTH = "auth: {bearerTokenSecretRef: {name: token, key: token}}"
 
 
-def install_rbac(kubectl: Kubectl, release: str) -> str:
-    """Apply the chart's ServiceAccount and RBAC for this namespace; return the SA name."""
-    rendered = subprocess.run(
+def install_rbac(kubectl: Kubectl, release: str, *values: str) -> str:
+    """Apply the chart's ServiceAccount and RBAC for this namespace; return the SA name.
+
+    By default with both opt-ins (Secrets, remediation): the whole job."""
+    kubectl("apply", "-f", "-", stdin=render_rbac(kubectl, release, *values))
+    return f"{release}-mcp-health-operator"
+
+
+WHOLE_JOB = (
+    "targets.readSecrets=true",
+    "remediation.enabled=true",
+    # The tests' workloads are Deployments: every kind granted is one exercised.
+    "remediation.workloadKinds={Deployment}",
+)
+
+
+def render_rbac(kubectl: Kubectl, release: str, *values: str) -> str:
+    sets = values or WHOLE_JOB
+    return subprocess.run(
         [
             str(helm_binary()),
             "template",
@@ -50,6 +70,7 @@ def install_rbac(kubectl: Kubectl, release: str) -> str:
             "rbac.scope=namespaced",
             "--set",
             f"watchNamespaces={{{kubectl.namespace}}}",
+            *(arg for value in sets for arg in ("--set", value)),
             "--show-only",
             "templates/serviceaccount.yaml",
             "--show-only",
@@ -60,8 +81,19 @@ def install_rbac(kubectl: Kubectl, release: str) -> str:
         check=True,
         timeout=60,
     ).stdout
-    kubectl("apply", "-f", "-", stdin=rendered)
-    return f"{release}-mcp-health-operator"
+
+
+def rendered_grants(kubectl: Kubectl, release: str, *values: str) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every rule the chart renders for this install."""
+    return {
+        (group, resource, verb)
+        for doc in yaml.safe_load_all(render_rbac(kubectl, release, *values))
+        if doc and doc["kind"] in ("Role", "ClusterRole")
+        for rule in doc["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
 def service_account_kubeconfig(kubectl: Kubectl, sa: str, path: Path) -> Path:
@@ -103,6 +135,7 @@ def test_the_operator_does_its_whole_job_with_the_charts_rbac_and_no_more(
     kubectl.apply(deployment("codebase-mcp"))
     finish_rollout(kubectl, "codebase-mcp")
     kubectl("create", "configmap", "codebase-pool", "--from-literal=pool-size=10")
+    kubectl("label", "configmap", "codebase-pool", "mcphealth.dev/allow-remediation=true")
     op = operator(
         "--membership",
         "--identity",
@@ -132,10 +165,25 @@ def test_the_operator_does_its_whole_job_with_the_charts_rbac_and_no_more(
         what="ConfigMap scaled by the ServiceAccount",
     )
     asyncio.run(_release(server))
+    wait_for(lambda: health(kubectl, "restarts") == "Healthy", timeout=30, what="Healthy again")
     own_pg.stop()
     wait_for(lambda: restarted_at(kubectl, "codebase-mcp"), timeout=40, what="restartedAt")
     assert event(kubectl, "restarts", "RestartTriggered")
     assert event(kubectl, "restarts", "HealthUnhealthy")
+    # Healthy again a second time: the same Event, its count bumped (a patch).
+    own_pg.start()
+    wait_for(
+        lambda: [e["count"] for e in event(kubectl, "restarts", "HealthRecovered")] == [2],
+        timeout=40,
+        what="HealthRecovered counted twice",
+    )
+
+    # A monitor naming a Secret: the operator reads it (and watches Secrets).
+    # (Added only now: a third Unhealthy monitor would have tripped the breaker.)
+    kubectl.apply(secret("token", token="t0k3n"))
+    kubectl.apply(with_spec(monitor("authed", service="codebase-mcp"), AUTH))
+    wait_for(lambda: health(kubectl, "authed") == "Healthy", timeout=30, what="'authed' Healthy")
+    assert conditions(kubectl, "authed")["Reachable"]["status"] == "True"
 
     # Its Lease, created and renewed (patched) as the ServiceAccount, and listed.
     lease = kubectl.json("lease", "mcp-health-operator-op-0")
@@ -157,6 +205,17 @@ def test_the_operator_does_its_whole_job_with_the_charts_rbac_and_no_more(
     gone = kubectl("get", "lease", "mcp-health-operator-op-0", check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stderr
     assert "forbidden" not in op.log.read_text().lower()
+
+    # Every verb the chart grants is a call the operator made (the API server's
+    # audit log of the ServiceAccount), but deleting a pod and reading one for
+    # its consent label: per-endpoint remediation, whose test under the same
+    # RBAC checks those two (test_per_endpoint.py).
+    user = f"system:serviceaccount:{kubectl.namespace}:{sa}"
+    calls = controlplane.audited_calls(kubectl.plane.audit_log, user)
+    granted = rendered_grants(kubectl, release)
+    pods = {("", "pods", "get"), ("", "pods", "delete")}
+    assert granted - calls - pods == set(), sorted(granted - calls)
+    assert calls <= granted, sorted(calls - granted)
 
     # And nothing more than the chart grants.
     refused = {

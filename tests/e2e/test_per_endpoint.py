@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from mcp_health_testbed import _procs
+from mcp_health_testbed import _procs, controlplane
 from mcp_health_testbed.samples import examples_dir
 from tests.e2e.conftest import Kubectl, OperatorFactory, wait_for
 from tests.e2e.test_chart_rbac import install_rbac, service_account_kubeconfig
@@ -103,7 +103,10 @@ def flip(address: str, port: int, status: str) -> None:
 def pod(name: str) -> str:
     return f"""apiVersion: v1
 kind: Pod
-metadata: {{name: {name}, labels: {{app: fleet}}}}
+metadata:
+  name: {name}
+  # Its owner allows remediation to delete it (without it: RemediationNotPermitted).
+  labels: {{app: fleet, mcphealth.dev/allow-remediation: "true"}}
 spec:
   containers: [{{name: server, image: example.invalid/fleet:2.0.0}}]
 """
@@ -404,6 +407,10 @@ def test_per_endpoint_probing_and_pod_deletion_with_the_charts_rbac(
     wait_for(lambda: "fleet-b" not in pods(kubectl), timeout=30, what="fleet-b deleted")
     assert pods(kubectl) == ["fleet-a", "fleet-c"]
     assert status_of(kubectl, "m")["health"] == "Healthy"  # 2 of 3: a majority
+    # The chart's pod verbs are the calls made: the consent read, the deletion.
+    user = f"system:serviceaccount:{kubectl.namespace}:{sa}"
+    calls = controlplane.audited_calls(kubectl.plane.audit_log, user)
+    assert {("", "pods", "get"), ("", "pods", "delete")} <= calls, calls
     log = op.log.read_text()
     # (403 not after a comma: a log timestamp's milliseconds may read 403.)
     refused = re.search(r"(?<!,)\b403\b", log) or "forbidden" in log.lower()

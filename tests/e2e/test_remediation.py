@@ -29,7 +29,10 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 def deployment(name: str, pool_size: int = 10) -> str:
     return f"""apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: {name}}}
+metadata:
+  name: {name}
+  # Its owner allows remediation (without it: RemediationNotPermitted).
+  labels: {{mcphealth.dev/allow-remediation: "true"}}
 spec:
   replicas: 1
   selector: {{matchLabels: {{app: {name}}}}}
@@ -297,6 +300,7 @@ def test_pool_exhaustion_raises_the_configmap_key_and_the_server_applies_it(
     )
     kubectl.apply(service("codebase-mcp"))
     kubectl("create", "configmap", "codebase-pool", "--from-literal=pool-size=10")
+    kubectl("label", "configmap", "codebase-pool", "mcphealth.dev/allow-remediation=true")
     operator(*resolve(kubectl, "codebase-mcp", server))
     extra = ", configMap: {name: codebase-pool, key: pool-size}"
     kubectl.apply(

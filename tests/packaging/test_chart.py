@@ -95,21 +95,26 @@ def expand(group: str, resources: str, verbs: str) -> set[tuple[str, str, str]]:
     return {(group, r, v) for r in resources.split() for v in verbs.split()}
 
 
+# Monitoring only: what the default install grants (tests/e2e/test_rbac_audit.py
+# holds each verb to an API call the operator makes).
 BASE_GRANTS = (
-    expand("mcphealth.dev", "mcphealthmonitors", "get list watch")
-    | expand("mcphealth.dev", "mcphealthmonitors/status", "get patch update")
+    expand("mcphealth.dev", "mcphealthmonitors", "list watch")
+    | expand("mcphealth.dev", "mcphealthmonitors/status", "patch")
     | expand("", "events", "create patch")
     | expand("", "services", "get list watch")
-    | expand("discovery.k8s.io", "endpointslices", "get list watch")
-    | expand("", "secrets", "get list watch")
+    | expand("discovery.k8s.io", "endpointslices", "list watch")
 )
+SECRET_GRANTS = expand("", "secrets", "get list watch")
 REMEDIATION_GRANTS = (
-    expand("apps", "deployments statefulsets", "get list patch")
+    expand("mcphealth.dev", "mcphealthmonitors", "get")
+    | expand("apps", "deployments statefulsets", "get patch")
     | expand("", "configmaps", "get patch")
-    | expand("", "pods", "get list delete")
+    | expand("", "pods", "get delete")
 )
-CRD_GRANTS = expand("apiextensions.k8s.io", "customresourcedefinitions", "get list watch")
-LEASE_GRANTS = expand("coordination.k8s.io", "leases", "get list watch create update patch delete")
+CRD_GRANTS = expand("apiextensions.k8s.io", "customresourcedefinitions", "list watch")
+LEASE_GRANTS = expand("coordination.k8s.io", "leases", "list create patch delete")
+# What the default install must never grant: no Secret, ConfigMap, workload or Pod verb.
+SENSITIVE = {"secrets", "configmaps", "deployments", "statefulsets", "pods"}
 
 
 # -- the generated copies -------------------------------------------------------------
@@ -204,7 +209,34 @@ def test_a_wrong_value_fails_with_the_schemas_message(
             {"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}},
             "metrics.serviceMonitor.enabled=true needs metrics.service.enabled=true",
         ),
-        ({"remediation": {"workloadKinds": []}}, "remediation.enabled=true needs at least one"),
+        (
+            {"remediation": {"enabled": True, "clusterWide": True, "workloadKinds": []}},
+            "remediation.enabled=true needs at least one",
+        ),
+        (
+            {"targets": {"readSecrets": True}},
+            "targets.readSecrets=true with rbac.scope=cluster needs targets.secretNamespaces",
+        ),
+        (
+            {"remediation": {"enabled": True}},
+            "remediation.enabled=true with rbac.scope=cluster needs remediation.namespaces",
+        ),
+        (
+            {"targets": {"secretNamespaces": ["team-a"]}},
+            "targets.secretNamespaces / targets.secretsClusterWide need targets.readSecrets=true",
+        ),
+        (
+            {"remediation": {"clusterWide": True}},
+            "remediation.namespaces / remediation.clusterWide need remediation.enabled=true",
+        ),
+        (
+            {**NAMESPACED, "remediation": {"enabled": True, "clusterWide": True}},
+            "targets.secretsClusterWide and remediation.clusterWide need rbac.scope=cluster",
+        ),
+        (
+            {**NAMESPACED, "targets": {"readSecrets": True, "secretNamespaces": ["team-z"]}},
+            'namespace "team-z" of targets.secretNamespaces / remediation.namespaces is not in',
+        ),
         (
             {"replicaCount": 2, "membership": {"mode": "off"}},
             "replicaCount > 1 needs membership.mode shard or leader",
@@ -260,7 +292,7 @@ def test_cluster_scope_renders_a_least_privilege_cluster_role(helm_cli: Helm) ->
     off = kinds(helm_cli.render({"membership": {"mode": "off"}}))
     assert "Role" not in off and "RoleBinding" not in off
     role = one(docs, "ClusterRole")
-    assert grants(role["rules"]) == BASE_GRANTS | REMEDIATION_GRANTS | CRD_GRANTS
+    assert grants(role["rules"]) == BASE_GRANTS | CRD_GRANTS
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -275,9 +307,12 @@ def test_cluster_scope_renders_a_least_privilege_cluster_role(helm_cli: Helm) ->
 
 def test_namespace_globs_add_namespace_listing_to_the_cluster_role(helm_cli: Helm) -> None:
     role = one(helm_cli.render({"watchNamespaces": ["team-*"]}), "ClusterRole")
-    assert expand("", "namespaces", "list watch") <= grants(role["rules"])
+    assert expand("", "namespaces", "list watch") | CRD_GRANTS <= grants(role["rules"])
     plain = one(helm_cli.render({"watchNamespaces": ["team-a"]}), "ClusterRole")
-    assert not {g for g in grants(plain["rules"]) if g[1] == "namespaces"}
+    # Exact names: kopf scans nothing, so neither namespaces nor CRDs are granted.
+    assert grants(plain["rules"]) == BASE_GRANTS
+    no_crds = one(helm_cli.render({"rbac": {"watchCRDs": False}}), "ClusterRole")
+    assert grants(no_crds["rules"]) == BASE_GRANTS
 
 
 def test_namespaced_scope_renders_a_role_per_watched_namespace(helm_cli: Helm) -> None:
@@ -295,29 +330,75 @@ def test_namespaced_scope_renders_a_role_per_watched_namespace(helm_cli: Helm) -
     }
     assert set(roles) == set(bindings) == {"team-a", "team-b"}
     for ns, role in roles.items():
-        assert grants(role["rules"]) == BASE_GRANTS | REMEDIATION_GRANTS, ns
+        assert grants(role["rules"]) == BASE_GRANTS, ns
         assert bindings[ns]["subjects"][0]["namespace"] == "mcp-health"
-    # The only cluster-scoped grant: reading CRDs, for kopf.
-    assert [grants(r["rules"]) for r in by_kind["ClusterRole"]] == [CRD_GRANTS]
+    # No cluster-scoped grant at all: with exact namespace names kopf reads the
+    # CRD by discovery and watches no CRDs (the audit test shows it calls none).
+    assert not {"ClusterRole", "ClusterRoleBinding"} & set(by_kind)
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
 
-    strict = helm_cli.render({**NAMESPACED, "rbac": {"scope": "namespaced", "watchCRDs": False}})
-    assert not {"ClusterRole", "ClusterRoleBinding"} & set(kinds(strict))
+
+def every_grant(docs: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """(namespace or "*", apiGroup, resource, verb) of every Role and ClusterRole."""
+    return {
+        (doc["metadata"].get("namespace", "*"), *grant)
+        for doc in docs
+        if doc["kind"] in ("Role", "ClusterRole")
+        for grant in grants(doc["rules"])
+    }
 
 
-def test_remediation_off_drops_its_verbs_and_pauses(helm_cli: Helm) -> None:
-    docs = helm_cli.render({"remediation": {"enabled": False}, "targets": {"readSecrets": False}})
-    assert (
-        grants(one(docs, "ClusterRole")["rules"])
-        == (BASE_GRANTS - expand("", "secrets", "get list watch")) | CRD_GRANTS
+def args_of(docs: list[dict[str, Any]]) -> list[str]:
+    return list(one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACED], ids=["cluster", "namespaced"])
+def test_the_default_install_monitors_only(helm_cli: Helm, values: dict[str, Any]) -> None:
+    docs = helm_cli.render(values)
+    assert not {g for g in every_grant(docs) if g[2] in SENSITIVE}
+    args = args_of(docs)
+    # No Secret is read, no action taken: the operator knows, and says so in status.
+    assert "--no-secrets" in args and "--pause-remediation" in args
+    assert "--cluster-domain=cluster.local" in args
+
+
+def test_secrets_opt_in_grants_a_role_in_each_listed_namespace_only(helm_cli: Helm) -> None:
+    docs = helm_cli.render({"targets": {"readSecrets": True, "secretNamespaces": ["a", "b"]}})
+    added = every_grant(docs) - every_grant(helm_cli.render())
+    assert added == {(ns, *g) for ns in ("a", "b") for g in SECRET_GRANTS}
+    args = args_of(docs)
+    assert "--secret-namespace=a" in args and "--secret-namespace=b" in args
+    assert "--no-secrets" not in args
+    wide = helm_cli.render({"targets": {"readSecrets": True, "secretsClusterWide": True}})
+    assert every_grant(wide) - every_grant(helm_cli.render()) == {("*", *g) for g in SECRET_GRANTS}
+    assert not [a for a in args_of(wide) if a.startswith(("--secret-namespace", "--no-secrets"))]
+    namespaced = helm_cli.render({**NAMESPACED, "targets": {"readSecrets": True}})
+    assert every_grant(namespaced) - every_grant(helm_cli.render(NAMESPACED)) == {
+        (ns, *g) for ns in ("team-a", "team-b") for g in SECRET_GRANTS
+    }
+
+
+def test_remediation_opt_in_grants_a_role_in_each_listed_namespace_only(helm_cli: Helm) -> None:
+    docs = helm_cli.render({"remediation": {"enabled": True, "namespaces": ["a"]}})
+    added = every_grant(docs) - every_grant(helm_cli.render())
+    assert added == {("a", *g) for g in REMEDIATION_GRANTS}
+    args = args_of(docs)
+    assert "--remediation-namespace=a" in args and "--pause-remediation" not in args
+    wide = helm_cli.render({"remediation": {"enabled": True, "clusterWide": True}})
+    assert every_grant(wide) - every_grant(helm_cli.render()) == {
+        ("*", *g) for g in REMEDIATION_GRANTS
+    }
+    assert not [a for a in args_of(wide) if a.startswith("--remediation-namespace")]
+    only_deployments = helm_cli.render(
+        {"remediation": {"enabled": True, "namespaces": ["a"], "workloadKinds": ["Deployment"]}}
     )
-    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--pause-remediation" in args
-    assert "--no-watch-secrets" in args  # no list/watch on Secrets: the operator watches none
-    only_deployments = helm_cli.render({"remediation": {"workloadKinds": ["Deployment"]}})
-    apps = {g for g in grants(one(only_deployments, "ClusterRole")["rules"]) if g[0] == "apps"}
-    assert apps == expand("apps", "deployments", "get list patch")
+    apps = {g for g in every_grant(only_deployments) if g[1] == "apps"}
+    assert apps == {("a", "apps", "deployments", "get"), ("a", "apps", "deployments", "patch")}
+    paused = helm_cli.render(
+        {"remediation": {"enabled": True, "namespaces": ["a"], "paused": True}}
+    )
+    assert "--pause-remediation" in args_of(paused)
 
 
 def test_deployment_is_hardened_and_maps_values_to_flags(helm_cli: Helm) -> None:
@@ -352,6 +433,8 @@ def test_deployment_is_hardened_and_maps_values_to_flags(helm_cli: Helm) -> None
         "--metrics-port=9191",
         "--heartbeat=60",
         "--namespace=team-a",
+        "--no-secrets",
+        "--cluster-domain=cluster.local",
         "--allow-cross-namespace",
         "--allow-url=https://*.example.com:443",
         "--allow-url=http://10.0.0.1:8000",
@@ -399,6 +482,16 @@ def test_the_flags_exist_in_the_cli(helm_cli: Helm) -> None:
     assert parsed.allow_cross_namespace and parsed.pause_remediation and parsed.verbose
     assert parsed.allow_url == ["https://x:443"]
     assert parsed.metrics_port == 9090 and parsed.heartbeat == 300
+    assert parsed.no_secrets and parsed.cluster_domain == "cluster.local"
+    opted_in = helm_cli.render(
+        {
+            "targets": {"readSecrets": True, "secretNamespaces": ["a"], "clusterDomain": "corp"},
+            "remediation": {"enabled": True, "namespaces": ["b"]},
+        }
+    )
+    parsed = build_parser().parse_args(["run", *args_of(opted_in)])
+    assert parsed.secret_namespaces == ["a"] and parsed.remediation_namespaces == ["b"]
+    assert parsed.cluster_domain == "corp" and not parsed.no_secrets
 
 
 def test_metrics_service_has_prometheus_and_datadog_annotations(helm_cli: Helm) -> None:
@@ -519,9 +612,14 @@ def test_helm_install_creates_the_objects(
 ) -> None:
     release_ns, watched = namespaces(2)
     release = f"mho-{uuid.uuid4().hex[:6]}"
-    values: dict[str, Any] = {"watchNamespaces": [watched]}
+    # Both opt-ins, in the watched namespace only.
+    values: dict[str, Any] = {
+        "watchNamespaces": [watched],
+        "targets": {"readSecrets": True, "secretNamespaces": [watched]},
+        "remediation": {"enabled": True, "namespaces": [watched]},
+    }
     if mode == "namespaced":
-        values["rbac"] = {"scope": "namespaced", "watchCRDs": False}
+        values["rbac"] = {"scope": "namespaced"}
     done = cluster_helm("install", release, str(CHART), "--namespace", release_ns, values=values)
     assert done.returncode == 0, done.stderr
     try:
@@ -561,7 +659,7 @@ def test_helm_install_creates_the_objects(
         else:
             Kubectl(control_plane, watched).json("role", name)
             Kubectl(control_plane, watched).json("rolebinding", name)
-            # No cluster-scoped RBAC at all with watchCRDs=false.
+            # No cluster-scoped RBAC at all.
             missing = kubectl("get", "clusterrole", name, namespaced=False, check=False)
             assert missing.returncode != 0
             assert not can("list", "mcphealthmonitors.mcphealth.dev", release_ns)
@@ -573,9 +671,13 @@ def test_helm_install_creates_the_objects(
         assert can("watch", "secrets", watched)  # a rotated token is read within seconds
         assert can("patch", "deployments.apps", watched)
         # Membership Leases in the release namespace...
-        for verb in ("get", "list", "watch", "create", "update", "patch", "delete"):
+        for verb in ("list", "create", "patch", "delete"):
             assert can(verb, "leases.coordination.k8s.io", release_ns), verb
         # ...and no more.
+        for verb in ("get", "watch", "update"):
+            assert not can(verb, "leases.coordination.k8s.io", release_ns), verb
+        assert not can("get", "secrets", release_ns)
+        assert not can("patch", "deployments.apps", release_ns)
         assert not can("create", "leases.coordination.k8s.io", watched)
         assert not can("create", "secrets", watched)
         assert not can("update", "secrets", watched)

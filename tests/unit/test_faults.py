@@ -21,7 +21,7 @@ from mcp_health_operator.controller.monitor import (
 from mcp_health_operator.controller.remediator import Remediator
 from mcp_health_operator.controller.spool import MAX_UNPOSTED_EVENTS
 from mcp_health_operator.core import events, spec
-from mcp_health_operator.core.config import Config
+from mcp_health_operator.core.config import CONSENT_LABEL, Config
 from mcp_health_operator.core.judge import Health
 from mcp_health_operator.core.remediation import Action, FleetState, record
 from mcp_health_operator.kube.api import Kube, ObjectRef
@@ -52,6 +52,8 @@ class FakeKube:
         self.status: dict[str, Any] = {}
         self.restarts: list[str] = []
         self.posted: list[tuple[str, int, datetime | None]] = []
+        # The workload's owner allowed remediation (the consent label).
+        self.workload_labels: dict[str, str] = {CONSENT_LABEL: "true"}
 
     def _check(self) -> None:
         if self.down:
@@ -74,7 +76,8 @@ class FakeKube:
 
     async def workload(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
         self._check()
-        return ROLLED_OUT
+        metadata = {**ROLLED_OUT["metadata"], "labels": self.workload_labels}
+        return {**ROLLED_OUT, "metadata": metadata}
 
     async def restart(self, namespace: str, kind: str, name: str, when: datetime) -> None:
         self._check()
@@ -117,12 +120,12 @@ assert RESTART is not None
 class Run:
     """One remediator, Unhealthy for a minute, with writes that succeed unless the API is down."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: Config | None = None) -> None:
         self.kube = FakeKube()
         self.now = T0
         self.remediator = Remediator(
             kube=cast(Kube, self.kube),
-            config=Config(),
+            config=config or Config(),
             figures=MonitorFigures("default", "codebase", "svc/codebase-mcp:8000"),
             fleet_state=lambda: FleetState(1, 1, 0),
             status={},
@@ -360,3 +363,28 @@ def test_a_status_write_that_finds_the_monitor_deleted_reports_it_gone() -> None
     kube.deleted = True
     asyncio.run(w._send_status(_Status({"health": "Healthy", "conditions": []}, (), False)))
     assert gone == [obj]
+
+
+def test_a_workload_without_its_owners_consent_is_never_touched() -> None:
+    run = Run()
+    run.kube.workload_labels = {"app": "codebase-mcp"}  # no consent label
+    run.step()
+    run.now += 60
+    run.step()  # still unlabelled: held, one Event for the hold
+    assert run.kube.restarts == []
+    assert run.events == ["RemediationNotPermitted"]
+    assert run.remediator.hold_status() == {"suppressed": "NotPermitted"}
+    run.kube.workload_labels = {CONSENT_LABEL: "true"}  # the owner consents
+    run.step()
+    assert run.kube.restarts == ["codebase-mcp"]
+    assert run.events == ["RemediationNotPermitted", "RestartTriggered"]
+
+
+def test_a_namespace_without_the_remediation_grant_is_held_whatever_the_labels() -> None:
+    run = Run(Config(remediation_namespaces=("team-b",)))
+    run.step()
+    assert run.kube.restarts == []
+    assert run.events == ["RemediationNotPermitted"]
+    granted = Run(Config(remediation_namespaces=(REF.namespace,)))
+    granted.step()
+    assert granted.kube.restarts == ["codebase-mcp"]

@@ -47,7 +47,40 @@ def test_a_service_by_port_name_is_its_cluster_name_at_the_port_number() -> None
         services={"mcp": ServicePort(8080, "http", None)},
     )
     assert isinstance(got, resolver.Single)
-    assert got.target.url == "http://mcp.team-a.svc.cluster.local:8080"
+    # The trailing dot: no DNS search path is consulted.
+    assert got.target.url == "http://mcp.team-a.svc.cluster.local.:8080"
+
+
+def test_the_cluster_domain_is_the_configured_one_and_tls_names_keep_no_dot() -> None:
+    services = {"mcp": ServicePort(8443, "", None)}
+    target = {"service": {"name": "mcp", "port": 8443}, "scheme": "https"}
+    got = resolve(target, services=services, config=Config(cluster_domain="corp.internal"))
+    assert isinstance(got, resolver.Single)
+    # Certificates name the Service without the dot; the TLS check binds the answer to it.
+    assert got.target.url == "https://mcp.team-a.svc.corp.internal:8443"
+
+
+def test_secrets_outside_the_allowed_namespaces_are_refused_before_any_read() -> None:
+    target = {
+        "service": {"name": "mcp", "port": 8000},
+        "auth": {"bearerTokenSecretRef": {"name": "tok", "key": "token"}},
+    }
+    services = {"mcp": ServicePort(8000, "", None)}
+    secrets = {"tok": {"token": "t"}}
+    for allowed in ((), ("team-b",)):
+        with pytest.raises(Refused) as refused:
+            resolve(
+                target,
+                services=services,
+                secrets=secrets,
+                config=Config(secret_namespaces=allowed),
+            )
+        assert refused.value.reason == "SecretNotAllowed"
+        assert "team-a" in refused.value.message
+    got = resolve(
+        target, services=services, secrets=secrets, config=Config(secret_namespaces=("team-a",))
+    )
+    assert isinstance(got, resolver.Single)
 
 
 def test_credentials_come_from_the_secrets_the_spec_names() -> None:

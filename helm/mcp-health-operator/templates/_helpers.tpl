@@ -80,67 +80,116 @@ work. Included by every template that depends on them, so `helm template`,
 {{- if ge (float64 $v.membership.renewSeconds) (float64 $v.membership.leaseDurationSeconds) -}}
   {{- fail "membership.renewSeconds must be less than leaseDurationSeconds" -}}
 {{- end -}}
+{{- if and $v.targets.readSecrets (eq $v.rbac.scope "cluster") (not $v.targets.secretNamespaces) (not $v.targets.secretsClusterWide) -}}
+  {{- fail "targets.readSecrets=true with rbac.scope=cluster needs targets.secretNamespaces (a Role in each listed namespace) or, as an explicit choice, targets.secretsClusterWide=true (every Secret of the cluster)" -}}
+{{- end -}}
+{{- if and $v.remediation.enabled (eq $v.rbac.scope "cluster") (not $v.remediation.namespaces) (not $v.remediation.clusterWide) -}}
+  {{- fail "remediation.enabled=true with rbac.scope=cluster needs remediation.namespaces (a Role in each listed namespace) or, as an explicit choice, remediation.clusterWide=true (patch workloads and ConfigMaps, delete Pods in every namespace)" -}}
+{{- end -}}
+{{- if and (not $v.targets.readSecrets) (or $v.targets.secretNamespaces $v.targets.secretsClusterWide) -}}
+  {{- fail "targets.secretNamespaces / targets.secretsClusterWide need targets.readSecrets=true" -}}
+{{- end -}}
+{{- if and (not $v.remediation.enabled) (or $v.remediation.namespaces $v.remediation.clusterWide) -}}
+  {{- fail "remediation.namespaces / remediation.clusterWide need remediation.enabled=true" -}}
+{{- end -}}
+{{- if eq $v.rbac.scope "namespaced" -}}
+  {{- if or $v.targets.secretsClusterWide $v.remediation.clusterWide -}}
+    {{- fail "targets.secretsClusterWide and remediation.clusterWide need rbac.scope=cluster" -}}
+  {{- end -}}
+  {{- range (concat $v.targets.secretNamespaces $v.remediation.namespaces) -}}
+    {{- if not (has . $v.watchNamespaces) -}}
+      {{- fail (printf "namespace %q of targets.secretNamespaces / remediation.namespaces is not in watchNamespaces: with rbac.scope=namespaced the operator only sees monitors there" .) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- if and $v.remediation.enabled (not $v.remediation.workloadKinds) -}}
   {{- fail "remediation.enabled=true needs at least one entry in remediation.workloadKinds (Deployment, StatefulSet); set remediation.enabled=false to turn remediation off" -}}
 {{- end -}}
 {{- end -}}
 
 {{/*
-The namespaced permissions of the operator, as RBAC rules: the same list goes
-into the ClusterRole (scope cluster) and into each Role (scope namespaced).
+The monitoring permissions of the operator, as RBAC rules, and nothing else:
+the same list goes into the ClusterRole (scope cluster) and into each Role
+(scope namespaced). Secrets and remediation are opt-ins with rules of their
+own (below). tests/e2e/test_rbac_audit.py holds each verb to an API call the
+operator makes.
 */}}
 {{- define "mcp-health-operator.rules" -}}
-# Watch monitors (kopf lists and watches; the loop reads them).
+# Watch monitors (kopf lists and watches them; the resync lists them).
 - apiGroups: [mcphealth.dev]
   resources: [mcphealthmonitors]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 # Write the verdict into the status subresource (JSON merge patch).
 - apiGroups: [mcphealth.dev]
   resources: [mcphealthmonitors/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 # Post Events on transitions, and bump the count of a repeated one.
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
-# Resolve a Service target's port (by number or name); watch Services so a
-# monitor follows its Service's creation, port changes and deletion.
+# Resolve a Service target's port; watch Services so a monitor follows its
+# Service's creation, port changes and deletion.
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch]
-# Find the endpoints behind a Service target.
+# Find the endpoints behind a Service target (per-endpoint monitors), and
+# watch them so a rollout or a scale is seen at once.
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
-  verbs: [get, list, watch]
-{{- if .Values.targets.readSecrets }}
-# Read the auth (bearer token, headers) and TLS CA Secrets monitors name, and
-# watch them so a rotated token is read at once.
+  verbs: [list, watch]
+{{- end -}}
+
+{{/* targets.readSecrets: the auth and TLS Secrets monitors name, watched so a rotated token is read at once. */}}
+{{- define "mcp-health-operator.secretRules" -}}
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch]
-{{- end }}
-{{- if .Values.remediation.enabled }}
-# Remediation: read a workload and stamp its pod template (rollout restart) or
-# set its pool size; never create or delete workloads.
+{{- end -}}
+
+{{/*
+remediation.enabled: restart a workload (stamp its pod template), set its
+pool size (an env var, or a ConfigMap key), delete the pod behind a failing
+endpoint; read each first for its owner's consent label. Never create or
+delete workloads. The monitor is read fresh before an action (the ledger's
+compare-and-swap).
+*/}}
+{{- define "mcp-health-operator.remediationRules" -}}
+- apiGroups: [mcphealth.dev]
+  resources: [mcphealthmonitors]
+  verbs: [get]
 - apiGroups: [apps]
   resources:
   {{- range .Values.remediation.workloadKinds }}
     - {{ lower . }}s
   {{- end }}
-  verbs: [get, list, patch]
-# Remediation: pool size kept in a ConfigMap.
+  verbs: [get, patch]
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, patch]
-# Remediation: restart the pod behind one failing endpoint.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, delete]
-{{- end }}
+  verbs: [get, delete]
+{{- end -}}
+
+{{/* The namespaces of the Secrets Roles, space-separated ("" when none or cluster-wide). */}}
+{{- define "mcp-health-operator.secretNamespaces" -}}
+{{- $v := .Values -}}
+{{- if and $v.targets.readSecrets (not $v.targets.secretsClusterWide) -}}
+{{- join " " (uniq (default $v.watchNamespaces $v.targets.secretNamespaces)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The namespaces of the remediation Roles, space-separated ("" when none or cluster-wide). */}}
+{{- define "mcp-health-operator.remediationNamespaces" -}}
+{{- $v := .Values -}}
+{{- if and $v.remediation.enabled (not $v.remediation.clusterWide) -}}
+{{- join " " (uniq (default $v.watchNamespaces $v.remediation.namespaces)) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Cluster-scoped read-only rules for kopf's discovery of CRDs. */}}
 {{- define "mcp-health-operator.crdRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 {{- end -}}

@@ -133,7 +133,10 @@ class Fleet:
             return 0
         seen = self._dep_versions.get(dep)
         self._dep_versions[dep] = version
-        if listed and (seen is None or seen == version):
+        # A listing (a watch's start, or its relist after a gap) repeats what
+        # the monitors read when they started; only a version not seen yet is
+        # news, or any object at all to a monitor refused for want of it.
+        if listed and seen in (None, version) and not any(w.refused for w in hit):
             return 0
         for worker in hit:
             worker.requeue(kind)

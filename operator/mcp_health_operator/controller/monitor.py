@@ -99,17 +99,7 @@ class MonitorWorker:
         self._refusal: Refused | None = None
         # Carry the verdict over an operator restart: no repeated transition
         # Events, no reset of the failure count.
-        conditions: list[dict[str, Any]] = list(obj.status.get("conditions") or [])
-        reachable = next((c for c in conditions if c.get("type") == "Reachable"), None)
-        self.memory = Memory(
-            history=judge.History(
-                health=_health(obj.status.get("health")),
-                consecutive_failures=int(obj.status.get("consecutiveFailures") or 0),
-                consecutive_successes=int(obj.status.get("consecutiveSuccesses") or 0),
-            ),
-            reachable=None if reachable is None else reachable.get("status") == "True",
-            conditions=conditions,
-        )
+        self.memory = Memory.from_status(obj.status)
         self.remediator = Remediator(
             kube=kube,
             config=config,
@@ -128,6 +118,11 @@ class MonitorWorker:
     @property
     def history(self) -> judge.History:
         return self.memory.history
+
+    @property
+    def refused(self) -> bool:
+        """The target was refused (not found, not allowed): nothing is probed."""
+        return self._refusal is not None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -388,28 +383,9 @@ class MonitorWorker:
             await self._refuse(refusal, display=resolver.display(self._spec))
             return
         self.figures.target = resolver.display(self._spec)
-        timeout = self._spec.probe.timeout_s
-        if isinstance(resolved, resolver.Single):
-            self._prober = probe.Prober(
-                resolved.target,
-                timeout=timeout,
-                max_bytes=self.config.max_document_bytes,
-                rehandshake_after=self.config.rehandshake_s,
-            )
-        else:
-            t = self._spec.target
-            self._group = fanout.EndpointGroup(
-                kube=self.kube,
-                config=self.config,
-                namespace=resolved.namespace,
-                service=resolved.service,
-                port_name=resolved.port_name,
-                template=resolved.template,
-                path=t.path,
-                scheme=t.scheme,
-                timeout=timeout,
-                previous=self.obj.status.get("endpoints") or [],
-            )
+        self._prober, self._group = _probing(
+            resolved, self._spec, self.config, self.kube, self.obj.status
+        )
         self.budget.forget()  # a new generation must reach the status at once
 
     async def _refuse(self, refusal: Refused, *, display: str) -> None:
@@ -440,18 +416,43 @@ class _Status:
     remediation: bool  # the monitor remediates: the hold goes with the write
 
 
+def _probing(
+    resolved: resolver.Single | resolver.PerEndpoint,
+    spec: specs.MonitorSpec,
+    config: Config,
+    kube: Kube,
+    previous: dict[str, Any],
+) -> tuple[probe.Prober | None, fanout.EndpointGroup | None]:
+    """What probes a resolved target: one Prober, or a group of one per endpoint."""
+    timeout = spec.probe.timeout_s
+    if isinstance(resolved, resolver.Single):
+        prober = probe.Prober(
+            resolved.target,
+            timeout=timeout,
+            max_bytes=config.max_document_bytes,
+            rehandshake_after=config.rehandshake_s,
+        )
+        return prober, None
+    group = fanout.EndpointGroup(
+        kube=kube,
+        config=config,
+        namespace=resolved.namespace,
+        service=resolved.service,
+        port_name=resolved.port_name,
+        template=resolved.template,
+        path=spec.target.path,
+        scheme=spec.target.scheme,
+        timeout=timeout,
+        previous=previous.get("endpoints") or [],
+    )
+    return None, group
+
+
 def _identity(result: probe.ProbeResult | None) -> status.Identity | None:
     if result is None or result.server is None:
         return None
     s = result.server
     return status.Identity(s.name, s.version, s.protocol_version, s.transport.value)
-
-
-def _health(value: object) -> judge.Health:
-    try:
-        return judge.Health(str(value))
-    except ValueError:
-        return judge.Health.UNKNOWN
 
 
 def _key(ref: ObjectRef) -> str:

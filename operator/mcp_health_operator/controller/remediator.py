@@ -18,7 +18,7 @@ from typing import Any
 from mcp_health_operator.controller.metrics import MonitorFigures
 from mcp_health_operator.core import events, remediation
 from mcp_health_operator.core.conditions import timestamp
-from mcp_health_operator.core.config import PAUSE_ANNOTATION, Config
+from mcp_health_operator.core.config import CONSENT_LABEL, PAUSE_ANNOTATION, Config
 from mcp_health_operator.core.judge import Health, Thresholds, Verdict
 from mcp_health_operator.core.remediation import Action, Hold
 from mcp_health_operator.core.spec import RemediationSpec
@@ -149,7 +149,8 @@ class Remediator:
             self.suppressed = None
             return
         try:
-            workload = await self._workload(spec, ref, intent)
+            workload, labels = await self._workload(spec, ref, intent)
+            not_permitted = await self._permission(spec, ref, intent, labels)
         except Exception as exc:  # the API server may be away: decide at a later probe
             log.warning("reading the workload of %s/%s failed: %s", ref.namespace, ref.name, exc)
             return
@@ -165,6 +166,7 @@ class Remediator:
             paused=self.config.pause_remediation
             or annotations.get(PAUSE_ANNOTATION, "").lower() == "true",
             workload=workload,
+            not_permitted=not_permitted,
         )
         action = intent.action
         if decision.hold is not None:
@@ -172,10 +174,15 @@ class Remediator:
             if self.suppressed != (action, decision.hold):
                 self.suppressed = (action, decision.hold)
                 self.figures.count_remediation(action.value, "suppressed")
+                reason = (
+                    "RemediationNotPermitted"
+                    if decision.hold is Hold.NOT_PERMITTED
+                    else _HELD_REASON[action]
+                )
                 await post(
                     events.EventSpec(
                         events.WARNING,
-                        _HELD_REASON[action],
+                        reason,
                         f"{decision.hold.value}: {decision.message} (due: {intent.message})",
                     )
                 )
@@ -268,7 +275,8 @@ class Remediator:
 
     async def _workload(
         self, spec: RemediationSpec, ref: ObjectRef, intent: remediation.Intent
-    ) -> remediation.Workload | None:
+    ) -> tuple[remediation.Workload | None, dict[str, str] | None]:
+        """The workload's state for the rails, and its labels (None: not read)."""
         scaling = spec.pool_scaling
         needs = intent.action is Action.RESTART or (scaling is not None and scaling.method == "env")
         if intent.action is Action.DELETE_POD and spec.workload is not None:
@@ -276,9 +284,45 @@ class Remediator:
             # (no deletion while it is paused or rolling out).
             needs = True
         if not needs or spec.workload is None:
-            return remediation.Workload(found=False) if needs else None
+            return (remediation.Workload(found=False) if needs else None), None
         obj = await self.kube.workload(ref.namespace, spec.workload.kind, spec.workload.name)
-        return remediation.workload_state(spec.workload.kind, obj)
+        labels = None if obj is None else dict((obj.get("metadata") or {}).get("labels") or {})
+        return remediation.workload_state(spec.workload.kind, obj), labels
+
+    async def _permission(
+        self,
+        spec: RemediationSpec,
+        ref: ObjectRef,
+        intent: remediation.Intent,
+        workload_labels: dict[str, str] | None,
+    ) -> str | None:
+        """Why the operator may not act here (no grant, no owner's consent), or None."""
+        ns = ref.namespace
+        if not self.config.remediation_allowed(ns):
+            return (
+                f"remediation is not granted in namespace {ns} "
+                "(the operator's --remediation-namespace, the chart's remediation.namespaces)"
+            )
+        scaling = spec.pool_scaling
+        labels: dict[str, str] | None
+        if workload_labels is not None and spec.workload is not None:
+            what, labels = f"{spec.workload.kind} {spec.workload.name}", workload_labels
+        elif intent.action is Action.DELETE_POD and intent.pod is not None:
+            what, labels = f"Pod {intent.pod}", await self.kube.labels("Pod", ns, intent.pod)
+        elif scaling is not None and scaling.method == "configMap":
+            assert scaling.config_map is not None
+            name = scaling.config_map.name
+            what, labels = f"ConfigMap {name}", await self.kube.labels("ConfigMap", ns, name)
+        else:
+            return None  # an MCP tool of the server's own: nothing of the cluster is touched
+        if labels is None:
+            return None  # gone: nothing to act on (the rails or the action say so)
+        if labels.get(CONSENT_LABEL, "").lower() != "true":
+            return (
+                f"{what} does not carry the label {CONSENT_LABEL}=true, "
+                "by which its owner allows remediation"
+            )
+        return None
 
     async def _act(
         self,

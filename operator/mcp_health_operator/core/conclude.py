@@ -40,6 +40,25 @@ class Memory:
     reachable: bool | None
     conditions: list[dict[str, Any]]
 
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> Memory:
+        """What a monitor's status says of its last verdicts (after an operator restart)."""
+        conditions = list(status.get("conditions") or [])
+        reachable = next((c for c in conditions if c.get("type") == "Reachable"), None)
+        try:
+            health = Health(str(status.get("health")))
+        except ValueError:
+            health = Health.UNKNOWN
+        return cls(
+            history=History(
+                health=health,
+                consecutive_failures=int(status.get("consecutiveFailures") or 0),
+                consecutive_successes=int(status.get("consecutiveSuccesses") or 0),
+            ),
+            reachable=None if reachable is None else reachable.get("status") == "True",
+            conditions=conditions,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class StepInput:

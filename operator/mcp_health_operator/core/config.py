@@ -20,6 +20,11 @@ class Config:
     resync_s: float = 60.0
     # Watch Secrets (list/watch RBAC) so a rotated token is read at once.
     watch_secrets: bool = True
+    # Where Secrets may be read: None, every namespace; else only these (a
+    # Role in each), and () none at all.
+    secret_namespaces: tuple[str, ...] | None = None
+    # Where remediation may act: None, every namespace; else only these.
+    remediation_namespaces: tuple[str, ...] | None = None
     # Monitors may target Services in other namespaces only when allowed.
     allow_cross_namespace: bool = False
     # URL targets are refused unless allowed and matched by the allow-list
@@ -58,6 +63,12 @@ class Config:
     lease_duration_s: int = 15
     lease_renew_s: float = 5.0
 
+    def secrets_allowed(self, namespace: str) -> bool:
+        return self.secret_namespaces is None or namespace in self.secret_namespaces
+
+    def remediation_allowed(self, namespace: str) -> bool:
+        return self.remediation_namespaces is None or namespace in self.remediation_namespaces
+
     def url_allowed(self, url: str) -> bool:
         if not self.allow_url_targets:
             return False
@@ -70,6 +81,9 @@ class Config:
 
 
 PAUSE_ANNOTATION = "mcphealth.dev/remediation-paused"
+# Set to "true" by a workload's (or ConfigMap's, or Pod's) owner: remediation
+# may act on it. Without it a due action is held as RemediationNotPermitted.
+CONSENT_LABEL = "mcphealth.dev/allow-remediation"
 
 
 def parse_resolve(entries: list[str]) -> dict[str, str]:

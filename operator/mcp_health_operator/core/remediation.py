@@ -46,6 +46,9 @@ class Action(StrEnum):
 
 class Hold(StrEnum):
     PAUSED = "RemediationPaused"
+    # The operator is not granted remediation in the namespace, or the
+    # object's owner has not consented (the opt-in label).
+    NOT_PERMITTED = "NotPermitted"
     MASS_FAILURE = "MassFailure"
     COOLDOWN = "Cooldown"
     BUDGET = "BudgetExhausted"
@@ -279,8 +282,13 @@ def decide(
     breaker: Breaker,
     paused: bool,
     workload: Workload | None,
+    not_permitted: str | None = None,
 ) -> Decision:
-    """Whether the due ``intent`` may be carried out now, and if not, why."""
+    """Whether the due ``intent`` may be carried out now, and if not, why.
+
+    ``not_permitted``: why the operator may not act on this object (no grant
+    in the namespace, no consent from its owner), or None.
+    """
 
     def hold(reason: Hold, message: str) -> Decision:
         return Decision(intent, act=False, hold=reason, message=message)
@@ -288,6 +296,10 @@ def decide(
     # Each hold's reason: a person asked for quiet.
     if paused:
         return hold(Hold.PAUSED, "remediation is paused")
+    # Acting for whoever may create a monitor, on what they may not touch
+    # themselves, would make the operator a confused deputy.
+    if not_permitted is not None:
+        return hold(Hold.NOT_PERMITTED, not_permitted)
     # Many monitors failing together point at the operator or the network.
     if breaker.tripped(fleet):
         return hold(

@@ -241,6 +241,13 @@ class Kube:
             if exc.status.code != 404:
                 raise
 
+    async def labels(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
+        """The labels of a ConfigMap or Pod (None if it does not exist)."""
+        obj = await self._get(_LABELLED[kind], namespace, name)
+        if obj is None:
+            return None
+        return dict((obj.metadata.labels if obj.metadata else None) or {})
+
     async def config_value(self, namespace: str, name: str, key: str) -> str | None:
         cm = await self._get(ConfigMap, namespace, name)
         if cm is None:
@@ -258,3 +265,4 @@ class Kube:
 
 
 _WORKLOADS: dict[str, Any] = {"Deployment": Deployment, "StatefulSet": StatefulSet}
+_LABELLED: dict[str, Any] = {"ConfigMap": ConfigMap, "Pod": Pod}

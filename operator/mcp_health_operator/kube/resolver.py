@@ -113,7 +113,7 @@ class Resolver:
         return Single(replace(target, url=url))
 
     async def _url(self, spec: specs.MonitorSpec, namespace: str) -> tuple[str, bool]:
-        """The target's URL, and whether its host is a cluster Service name."""
+        """The target's URL, and whether it is exempt from resolving here (``--resolve``)."""
         t = spec.target
         transport = Transport(t.transport)
         if t.url is not None:
@@ -140,12 +140,16 @@ class Resolver:
             return url, False
         host = f"{t.service.name}.{svc_ns}.svc.{self.config.cluster_domain}"
         short = f"{t.service.name}.{svc_ns}.svc:{port.number}"
-        authority = f"{host}:{port.number}"
         # --resolve: a Service name the operator cannot resolve where it runs (tests, demo).
-        authority = (
-            self.config.resolve.get(authority) or self.config.resolve.get(short) or authority
-        )
-        return f"{t.scheme}://{authority}", True
+        mapped = self.config.resolve.get(f"{host}:{port.number}") or self.config.resolve.get(short)
+        if mapped is not None:
+            return f"{t.scheme}://{mapped}", True
+        # Fully qualified, with the trailing dot: no DNS search path is tried,
+        # so no other domain's answer can stand in for the Service's. Over
+        # TLS the name stays as certificates carry it (without the dot): there
+        # the certificate check binds whatever answers to the Service's name.
+        dot = "" if t.scheme == "https" else "."
+        return f"{t.scheme}://{host}{dot}:{port.number}", False
 
     async def _service_port(self, namespace: str, service: specs.ServiceRef) -> ServicePort:
         try:
@@ -168,8 +172,8 @@ class Resolver:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        # Service names resolve only inside the cluster; any other host must
-        # resolve here, and every address it resolves to is checked.
+        # Every address the host resolves to here is checked: the same rules
+        # for a Service's name as for a URL's host.
         resolved = await addresses(host) if resolve else []
         api_ips: list[str] = []
         if self.config.api_server is not None:
@@ -192,6 +196,15 @@ class Resolver:
         headers: dict[str, str] = {}
         ca_data: str | None = None
         auth, tls = spec.target.auth, spec.target.tls
+        named = (auth and (auth.headers_secret_ref or auth.bearer_token_secret_ref)) or (
+            tls and tls.ca_secret_ref
+        )
+        if named and not self.config.secrets_allowed(namespace):
+            raise Refused(
+                "SecretNotAllowed",
+                f"the operator is not allowed to read Secrets in namespace {namespace} "
+                "(the chart's targets.readSecrets / targets.secretNamespaces)",
+            )
         try:
             if auth is not None and auth.headers_secret_ref is not None:
                 headers.update(await self.kube.secret_data(namespace, auth.headers_secret_ref.name))

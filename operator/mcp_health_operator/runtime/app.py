@@ -14,12 +14,14 @@ import kopf
 from aiohttp import web
 from kopf._core.engines.peering import Identity
 from lightkube import AsyncClient, KubeConfig
+from lightkube.resources.core_v1 import Secret
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mcp_health_operator.controller import metrics
 from mcp_health_operator.controller.fleet import Fleet
 from mcp_health_operator.core.config import Config
 from mcp_health_operator.core.membership import Mode, View
+from mcp_health_operator.kube import watch
 from mcp_health_operator.kube.api import Kube
 from mcp_health_operator.kube.leases import Members, default_identity, pod_owner
 from mcp_health_operator.runtime import handlers
@@ -92,9 +94,20 @@ async def run(
     members = membership(config, client, fleet)
     member_task = asyncio.create_task(members.run(), name="members") if members else None
     resync_task = asyncio.create_task(fleet.resync_forever(config.resync_s), name="resync")
+    # Secrets readable in some namespaces only: a watch of our own in each.
+    own_watches = [
+        asyncio.create_task(
+            watch.follow(client, Secret, "Secret", ns, fleet.dependency_changed),
+            name=f"secrets {ns}",
+        )
+        for ns in (config.secret_namespaces or ())
+        if config.watch_secrets
+    ]
 
     async def shutdown() -> None:
         resync_task.cancel()
+        for task in own_watches:
+            task.cancel()
         if member_task is not None:
             member_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -109,7 +122,9 @@ async def run(
         registry,
         fleet,
         on_stop=shutdown if members is not None else None,
-        watch_secrets=config.watch_secrets,
+        # kopf's Secret watch spans the operator's whole scope: only when
+        # Secrets may be read everywhere in it.
+        watch_secrets=config.watch_secrets and config.secret_namespaces is None,
     )
     runner = await serve_metrics(config, fleet, members)
     try:

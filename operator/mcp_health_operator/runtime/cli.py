@@ -218,6 +218,37 @@ def build_parser() -> argparse.ArgumentParser:
         "uses is then read again only when its spec changes",
     )
     run.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="never read Secrets (no RBAC on them): monitors that name one are refused "
+        "with SecretNotAllowed",
+    )
+    run.add_argument(
+        "--secret-namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        dest="secret_namespaces",
+        help="read and watch Secrets only in this namespace (repeatable; the RBAC is a Role "
+        "in each); monitors elsewhere that name a Secret are refused with SecretNotAllowed "
+        "(default: every namespace)",
+    )
+    run.add_argument(
+        "--remediation-namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        dest="remediation_namespaces",
+        help="remediate only in this namespace (repeatable; the RBAC is a Role in each); "
+        "elsewhere a due action is held as RemediationNotPermitted (default: every namespace)",
+    )
+    run.add_argument(
+        "--cluster-domain",
+        default="cluster.local",
+        help="the cluster's DNS domain: a Service target is dialled as "
+        "<svc>.<ns>.svc.<domain>. (default cluster.local)",
+    )
+    run.add_argument(
         "--allow-cross-namespace",
         action="store_true",
         help="let monitors target Services in other namespaces",
@@ -361,6 +392,11 @@ def run_operator(args: argparse.Namespace) -> int:
         heartbeat_s=args.heartbeat,
         resync_s=args.resync,
         watch_secrets=args.watch_secrets,
+        secret_namespaces=()
+        if args.no_secrets
+        else (tuple(args.secret_namespaces) if args.secret_namespaces else None),
+        remediation_namespaces=tuple(args.remediation_namespaces) or None,
+        cluster_domain=args.cluster_domain.strip(".").lower(),
         allow_cross_namespace=args.allow_cross_namespace,
         allow_url_targets=bool(args.allow_url),
         url_allow_list=tuple(args.allow_url),
