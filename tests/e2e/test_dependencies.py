@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mcp_health_testbed.postgres import Postgres
 from tests.conftest import SampleFactory
 from tests.e2e.conftest import Kubectl, OperatorFactory, monitor, service, wait_for
@@ -45,20 +47,25 @@ def test_a_monitor_follows_its_service_appearing_and_going(
     )
 
 
+@pytest.mark.parametrize("scoped", [False, True], ids=["kopf-watch", "secret-namespace"])
 def test_a_monitor_follows_its_secret_appearing_and_its_token_rotating(
     kubectl: Kubectl,
     operator: OperatorFactory,
     sample_server: SampleFactory,
     pg: Postgres,
     tmp_path: Path,
+    scoped: bool,
 ) -> None:
+    """Scoped: Secrets readable in listed namespaces only, watched by the operator's own
+    per-namespace watch instead of kopf's (``--secret-namespace``)."""
     token_file = tmp_path / "token"
     token_file.write_text("the-current-token")
     server = sample_server(
         "codebase-mcp", dsn=pg.dsn, extra_args=("--bearer-token-file", str(token_file))
     )
     kubectl.apply(service("codebase-mcp"))
-    operator(*resolve(kubectl, "codebase-mcp", server))
+    scope = ("--secret-namespace", kubectl.namespace) if scoped else ()
+    operator(*resolve(kubectl, "codebase-mcp", server), *scope)
     auth = "auth: {bearerTokenSecretRef: {name: mcp-token, key: token}}"
     kubectl.apply(with_spec(monitor("m", service="codebase-mcp"), auth))
     wait_for(lambda: reason(kubectl, "m") == "SecretNotFound", timeout=30, what="SecretNotFound")
