@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-
-@dataclass(frozen=True)
-class PoolFigures:
-    total: int
-    active: int
-    idle: int
-    waiting: int
-    utilization: float
+from mcp_health_operator.server import PoolFigures, PsycopgDatabaseCheck
 
 
 class DatabasePool:
@@ -38,9 +29,9 @@ class DatabasePool:
             reconnect_timeout=0,  # keep retrying forever while the database is down
             kwargs={"connect_timeout": 2},
         )
-        self._dsn = dsn
-        self._health_conn: AsyncConnection | None = None
-        self._health_lock = asyncio.Lock()
+        # The health check has a connection of its own, outside the pool: an
+        # exhausted pool is a pool problem, and must not read as a lost database.
+        self.ping = PsycopgDatabaseCheck(dsn, connect_timeout=2)
         self._held: list[AsyncConnection] = []
         self._in_use = 0
         self._hold_task: asyncio.Task[None] | None = None
@@ -54,8 +45,7 @@ class DatabasePool:
 
     async def close(self) -> None:
         await self.release()
-        if self._health_conn is not None:
-            await self._health_conn.close()
+        await self.ping.aclose()
         await self.pool.close()
 
     async def resize(self, size: int) -> None:
@@ -85,27 +75,6 @@ class DatabasePool:
             waiting=stats.get("requests_waiting", 0),
             utilization=min(active / self._size, 1.0) if self._size else 0.0,
         )
-
-    async def ping(self) -> float:
-        """``SELECT 1`` on the health connection; returns its latency in ms, raises if down.
-
-        The health check has a connection of its own, outside the pool: an
-        exhausted pool is a pool problem, and must not read as a lost database.
-        """
-        started = time.perf_counter()
-        async with self._health_lock:
-            try:
-                if self._health_conn is None or self._health_conn.closed:
-                    self._health_conn = await AsyncConnection.connect(
-                        self._dsn, autocommit=True, connect_timeout=2
-                    )
-                await self._health_conn.execute("SELECT 1")
-            except Exception:
-                conn, self._health_conn = self._health_conn, None
-                if conn is not None:
-                    await conn.close()
-                raise
-        return (time.perf_counter() - started) * 1000.0
 
     async def hold(self, connections: int, seconds: float) -> int:
         """Check out ``connections`` and keep them for ``seconds`` (saturates the pool)."""

@@ -1,4 +1,4 @@
-"""The sample MCP server: health resource, pool tools, plain-HTTP health route."""
+"""The sample MCP server: health resource and plain-HTTP route (the helper's), pool tools."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_health_operator.server import add_health
 from sample_mcp.health_service import HealthService
 from sample_mcp.pool import DatabasePool
 
@@ -43,10 +43,9 @@ def build(
         profile.name, version=profile.version, instructions=profile.instructions
     )
 
-    @mcp.resource("health://status", name="health_status", mime_type="application/json")
-    async def health_status() -> str:
-        """Health check endpoint (the guide's HealthCheckResponse)."""
-        return json.dumps(await health.check_health())
+    # health://status, and GET /health/status with the same JSON (the guide's
+    # `curl http://server/health/status`), 503 when unhealthy.
+    add_health(mcp, health)
 
     @mcp.tool()
     async def database_time() -> str:
@@ -78,13 +77,6 @@ def build(
         """Return every connection held by saturate_pool."""
         await pool.release()
         return json.dumps({"held": 0})
-
-    @mcp.custom_route("/health/status", methods=["GET"])  # type: ignore[untyped-decorator]
-    async def http_health(request: Request) -> JSONResponse:
-        # The guide's `curl http://server/health/status`: same JSON, plain HTTP;
-        # 503 when unhealthy, so a kubelet readiness probe on it follows health.
-        document = await health.check_health()
-        return JSONResponse(document, status_code=503 if document["status"] == "unhealthy" else 200)
 
     return mcp
 
