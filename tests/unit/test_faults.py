@@ -388,3 +388,16 @@ def test_a_namespace_without_the_remediation_grant_is_held_whatever_the_labels()
     granted = Run(Config(remediation_namespaces=(REF.namespace,)))
     granted.step()
     assert granted.kube.restarts == ["codebase-mcp"]
+
+
+def test_a_status_written_by_another_replica_makes_the_next_write_due() -> None:
+    """A hand-over seen at different moments: the previous owner's late write is undone."""
+    kube = FakeKube()
+    w = worker(kube)
+    key = ("Healthy",)
+    asyncio.run(w._send_status(_Status({"health": "Healthy", "conditions": []}, key, False)))
+    assert not w.budget.due(key, time.monotonic())
+    w.update(MonitorObject(ref=REF, generation=1, spec={}, status={"probedBy": "operator-0"}))
+    assert not w.budget.due(key, time.monotonic())  # our own write, seen by the watch
+    w.update(MonitorObject(ref=REF, generation=1, spec={}, status={"probedBy": "operator-1"}))
+    assert w.budget.due(key, time.monotonic())

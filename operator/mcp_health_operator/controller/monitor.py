@@ -129,6 +129,12 @@ class MonitorWorker:
     def update(self, obj: MonitorObject) -> None:
         """A new version of the object; a spec change takes effect at the next probe."""
         self.obj = obj
+        written_by = obj.status.get("probedBy")
+        if written_by is not None and written_by != self.kube.instance:
+            # Another replica's write landed after ours (a hand-over seen at
+            # different moments): the status must name its owner again, so
+            # the next probe writes whatever the budget says.
+            self.budget.forget()
 
     def requeue(self, kind: str = "Service") -> None:
         """A dependency changed: new endpoints are listed again; else the target is read again."""
