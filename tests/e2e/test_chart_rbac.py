@@ -57,7 +57,13 @@ WHOLE_JOB = (
 
 
 def render_rbac(kubectl: Kubectl, release: str, *values: str) -> str:
-    sets = values or WHOLE_JOB
+    """The chart's ServiceAccount and RBAC, namespaced to this test's namespace."""
+    scope = ("rbac.scope=namespaced", f"watchNamespaces={{{kubectl.namespace}}}")
+    return helm_rbac(kubectl.namespace, release, *scope, *(values or WHOLE_JOB))
+
+
+def helm_rbac(namespace: str, release: str, *values: str) -> str:
+    """``helm template`` of the chart's ServiceAccount and RBAC with these values."""
     return subprocess.run(
         [
             str(helm_binary()),
@@ -65,12 +71,8 @@ def render_rbac(kubectl: Kubectl, release: str, *values: str) -> str:
             release,
             str(CHART),
             "--namespace",
-            kubectl.namespace,
-            "--set",
-            "rbac.scope=namespaced",
-            "--set",
-            f"watchNamespaces={{{kubectl.namespace}}}",
-            *(arg for value in sets for arg in ("--set", value)),
+            namespace,
+            *(arg for value in values for arg in ("--set", value)),
             "--show-only",
             "templates/serviceaccount.yaml",
             "--show-only",

@@ -21,11 +21,10 @@ from pathlib import Path
 import pytest
 
 from mcp_health_testbed import controlplane
-from mcp_health_testbed.helm import helm_binary
 from mcp_health_testbed.postgres import Postgres
 from tests.conftest import SampleFactory
 from tests.e2e.conftest import Kubectl, OperatorFactory, monitor, service, wait_for
-from tests.e2e.test_chart_rbac import CHART, install_rbac, service_account_kubeconfig
+from tests.e2e.test_chart_rbac import helm_rbac, install_rbac, service_account_kubeconfig
 from tests.e2e.test_remediation import (
     RESTART,
     _saturate,
@@ -83,28 +82,7 @@ def two_namespaces(kubectl: Kubectl) -> Iterator[tuple[str, str]]:
 
 def install_cluster_wide(kubectl: Kubectl, release: str, *values: str) -> str:
     """The chart's ServiceAccount and RBAC, rbac.scope=cluster; the SA's user name."""
-    sets = [arg for value in values for arg in ("--set", value)]
-    rendered = subprocess.run(
-        [
-            str(helm_binary()),
-            "template",
-            release,
-            str(CHART),
-            "-n",
-            kubectl.namespace,
-            "--set",
-            "membership.mode=off",
-            *sets,
-            "--show-only",
-            "templates/serviceaccount.yaml",
-            "--show-only",
-            "templates/rbac.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    rendered = helm_rbac(kubectl.namespace, release, "membership.mode=off", *values)
     # The Roles name their namespaces: applied without a default namespace.
     kubectl("apply", "-f", "-", stdin=rendered, namespaced=False)
     return f"system:serviceaccount:{kubectl.namespace}:{release}-mcp-health-operator"
