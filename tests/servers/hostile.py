@@ -29,9 +29,14 @@ python hostile.py mcp --transport streamable-http|sse --behaviour B --port P
     cut       half of the answer, then the connection is dropped
     missing   resources are served, but not health://status
 
-python hostile.py tools-only --transport streamable-http|sse --port P
+python hostile.py tools-only --transport streamable-http|sse [--legacy] --port P
     a low-level ``mcp.server.lowlevel.Server`` with tools and no resources
     capability; nothing at /health/status (404)
+python hostile.py resources-only ...
+    the same with the health resource (listed, healthy) and no tools capability
+
+Both MCP modes record the JSON-RPC method of every request they receive, and
+answer ``GET /__methods`` with the list (what a probe asked of the server).
 
 How the MCP answer misbehaves: the health resource's text carries a marker
 (``metadata.pad``); an ASGI wrapper around the SDK's app watches what the
@@ -305,6 +310,48 @@ class Misbehave:
             await chunk(after)
 
 
+class Recorder:
+    """ASGI wrapper: the JSON-RPC method of every POST, listed at ``GET /__methods``."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+        self.methods: list[str] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        if scope["path"] == "/__methods":
+            await JSONResponse(self.methods)(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await self.inner(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        if isinstance(request, dict) and isinstance(request.get("method"), str):
+            self.methods.append(request["method"])
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.inner(scope, replay, send)
+
+
 def _security() -> Any:
     from mcp.server.transport_security import TransportSecuritySettings
 
@@ -336,8 +383,8 @@ def mcp_app(transport: str, behaviour: str, *, json_response: bool) -> ASGIApp:
     )
 
 
-def tools_only_app(transport: str) -> ASGIApp:
-    """A low-level SDK server with one tool and no resources capability at all."""
+def lowlevel_app(transport: str, *, tools: bool, resources: bool) -> ASGIApp:
+    """A low-level SDK server with only the capabilities asked for: a tool, the health resource."""
     import mcp_types as types
     from mcp.server.context import ServerRequestContext
     from mcp.server.lowlevel import Server
@@ -354,7 +401,27 @@ def tools_only_app(transport: str) -> ASGIApp:
         text = json.dumps(params.arguments or {})
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
-    server: Server[Any] = Server("tools-only", on_list_tools=list_tools, on_call_tool=call_tool)
+    async def list_resources(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        health = types.Resource(uri="health://status", name="health_status")
+        return types.ListResourcesResult(resources=[health])
+
+    async def read_resource(
+        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        text = json.dumps(HEALTHY)
+        contents = types.TextResourceContents(uri=params.uri, text=text)
+        return types.ReadResourceResult(contents=[contents])
+
+    name = "tools-only" if tools and not resources else "resources-only" if resources else "bare"
+    server: Server[Any] = Server(
+        name,
+        on_list_tools=list_tools if tools else None,
+        on_call_tool=call_tool if tools else None,
+        on_list_resources=list_resources if resources else None,
+        on_read_resource=read_resource if resources else None,
+    )
     if transport != "sse":
         return server.streamable_http_app(
             streamable_http_path="/mcp", transport_security=_security()
@@ -382,7 +449,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "mode",
-        choices=["status", "tarpit", "doc", "drip", "bomb", "sse-get", "mcp", "tools-only"],
+        choices=[
+            "status",
+            "tarpit",
+            "doc",
+            "drip",
+            "bomb",
+            "sse-get",
+            "mcp",
+            "tools-only",
+            "resources-only",
+        ],
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -414,11 +491,13 @@ def main() -> None:
         app = sse_get_app(args.answer, args.interval)
     elif args.mode == "mcp":
         inner = mcp_app(args.transport, args.behaviour, json_response=args.json_response)
-        app = Misbehave(
-            inner, args.behaviour, args.size_mb << 20, args.interval, legacy=args.legacy
+        app = Recorder(
+            Misbehave(inner, args.behaviour, args.size_mb << 20, args.interval, legacy=args.legacy)
         )
-    elif args.mode == "tools-only":
-        app = tools_only_app(args.transport)
+    elif args.mode in ("tools-only", "resources-only"):
+        tools = args.mode == "tools-only"
+        inner = lowlevel_app(args.transport, tools=tools, resources=not tools)
+        app = Recorder(Misbehave(inner, "ok", 0, 0.0, legacy=args.legacy))
     else:
         app = status_app(args.code, args.retry_after)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -194,9 +194,7 @@ class EndpointGroup:
                 verdict = endpoints.refused(state.refused or "refused")
                 obs = judge.Observation("Refused", 0.0, None, state.refused or "")
             else:
-                obs = judge.Observation(
-                    result.outcome.value, result.latency_ms, result.document, result.message
-                )
+                obs = result.observation()
                 verdict = judge.judge(
                     obs,
                     thresholds,

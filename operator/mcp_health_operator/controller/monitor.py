@@ -225,12 +225,7 @@ class MonitorWorker:
         self, spec: specs.MonitorSpec, prober: probe.Prober, thresholds: judge.Thresholds
     ) -> _Probed:
         result = await prober.probe()
-        obs = judge.Observation(
-            outcome=result.outcome.value,
-            latency_ms=result.latency_ms,
-            document=result.document,
-            message=result.message,
-        )
+        obs = result.observation()
         verdict = judge.judge(
             obs,
             thresholds,

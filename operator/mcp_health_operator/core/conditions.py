@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from mcp_health_operator.core.judge import Health, Reason, Verdict
+from mcp_health_operator.core.judge import HANDSHAKE, Health, Observation, Reason, Verdict
+from mcp_health_operator.core.judge import HEALTH_RESOURCE as READ
 
 Status = Literal["True", "False", "Unknown"]
 
 REACHABLE, HEALTHY, DEGRADED = "Reachable", "Healthy", "Degraded"
+# Whether the monitor reads the guide's health document, or judges by the
+# handshake alone (and so could learn more if the server published it).
+HEALTH_RESOURCE = "HealthResource"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +68,16 @@ def remove(conditions: list[dict[str, Any]], type_: str) -> list[dict[str, Any]]
     return [c for c in conditions if c.get("type") != type_]
 
 
-_ORDER = {REACHABLE: 0, HEALTHY: 1, DEGRADED: 2}
+_ORDER = {REACHABLE: 0, HEALTHY: 1, DEGRADED: 2, HEALTH_RESOURCE: 3}
 
 
-def from_verdict(verdict: Verdict) -> list[Condition]:
-    """The three conditions of a monitor after a probe."""
+def from_verdict(verdict: Verdict, method: str | None = READ) -> list[Condition]:
+    """The three conditions of a monitor after a probe (``method``: how it was judged)."""
     first = verdict.findings[0] if verdict.findings else None
     if verdict.reachable and first is not None and first.reason is Reason.RATE_LIMITED:
         reachable = Condition(REACHABLE, "True", first.reason.value, first.message)
+    elif verdict.reachable and method == HANDSHAKE:
+        reachable = Condition(REACHABLE, "True", "ProbeSucceeded", "server answered the handshake")
     elif verdict.reachable:
         reachable = Condition(REACHABLE, "True", "ProbeSucceeded", "health document read")
     else:
@@ -98,6 +104,29 @@ def from_verdict(verdict: Verdict) -> list[Condition]:
     else:
         degraded = Condition(DEGRADED, "False", verdict.health.value, message)
     return [reachable, healthy, degraded]
+
+
+def health_resource(obs: Observation) -> Condition | None:
+    """Whether the server's health document was read; None when the probe could not tell."""
+    if obs.method == READ:
+        return Condition(HEALTH_RESOURCE, "True", "HealthResourceRead", "health document read")
+    if obs.method != HANDSHAKE:
+        return None
+    if obs.fell_back:
+        return Condition(
+            HEALTH_RESOURCE,
+            "False",
+            "HealthResourceNotListed",
+            "the server lists no health resource: judged by the handshake alone "
+            "(reachability, latency, tools); publishing the health document adds pool, "
+            "database and memory figures (see mcp_health_operator.server)",
+        )
+    return Condition(
+        HEALTH_RESOURCE,
+        "False",
+        "HandshakeRequested",
+        "spec.probe.method is handshake: the health resource is not read",
+    )
 
 
 def refused(reason: str, message: str) -> list[Condition]:

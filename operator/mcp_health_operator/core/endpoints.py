@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -222,7 +222,7 @@ def combine(
     with_document = [r for r in worst_first if r.obs.document is not None]
     shown = with_document[0] if with_document else worst_first[0]
     slowest = max(r.obs.latency_ms for r in results)
-    obs = Observation(shown.obs.outcome, slowest, shown.obs.document, shown.obs.message)
+    obs = replace(shown.obs, latency_ms=slowest)
     # The counters are those of the endpoint that decides the verdict: the
     # k-th best (the worst under "all", the best under "any").
     best_first = sorted(results, key=lambda r: _RANK[r.verdict.health])

@@ -30,6 +30,8 @@ from enum import IntEnum, StrEnum
 from mcp_health_operator.core.health import HealthCheckResponse
 
 MESSAGE_LIMIT = 2048
+# Observation.method values (targets.Method, as the probe resolved it).
+HEALTH_RESOURCE, HANDSHAKE = "healthResource", "handshake"
 
 
 class Health(StrEnum):
@@ -68,6 +70,8 @@ class Reason(StrEnum):
     UNAUTHORIZED = "Unauthorized"
     RATE_LIMITED = "RateLimited"
     PROTOCOL_ERROR = "ProtocolError"
+    # From a handshake probe (spec.probe.method, spec.probe.expectTools).
+    EXPECTED_TOOLS_MISSING = "ExpectedToolsMissing"
     # From endpoint discovery (spec.target.perEndpoint).
     NO_READY_ENDPOINTS = "NoReadyEndpoints"
     TARGET_NOT_ALLOWED = "TargetNotAllowed"
@@ -117,6 +121,13 @@ class Observation:
     latency_ms: float
     document: HealthCheckResponse | None = None
     message: str = ""
+    # How the server was judged: "healthResource" or "handshake" (None: the
+    # probe failed before the server said which it supports).
+    method: str | None = None
+    # method "auto" fell back to the handshake: the server lists no health resource.
+    fell_back: bool = False
+    # Of spec.probe.expectTools, those the server did not list.
+    missing_tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +179,21 @@ def assess(obs: Observation, thresholds: Thresholds) -> Assessment:
         # A server that asks us to back off is reachable, and answering.
         reachable = reason is Reason.RATE_LIMITED
         return Assessment(severity, (Finding(reason, severity, text),), counts, reachable)
+    if obs.document is None and obs.method == HANDSHAKE:
+        # The server answered the protocol; it publishes no figures to judge.
+        findings = tuple(_tools_findings(obs.missing_tools)) + tuple(
+            _latency_findings(obs.latency_ms, thresholds)
+        )
+        severity = max((f.severity for f in findings), default=Severity.OK)
+        counts = "failure" if severity is Severity.UNHEALTHY else "success"
+        return Assessment(severity, findings, counts)
     if obs.document is None:  # an "Ok" without a document cannot happen; be safe
         finding = Finding(Reason.INVALID_HEALTH_DOCUMENT, Severity.UNHEALTHY, "no document")
         return Assessment(Severity.UNHEALTHY, (finding,), "failure", reachable=False)
-    findings = tuple(_document_findings(obs.document, thresholds)) + tuple(
-        _latency_findings(obs.latency_ms, thresholds)
+    findings = (
+        tuple(_document_findings(obs.document, thresholds))
+        + tuple(_tools_findings(obs.missing_tools))
+        + tuple(_latency_findings(obs.latency_ms, thresholds))
     )
     severity = max((f.severity for f in findings), default=Severity.OK)
     counts = "failure" if severity is Severity.UNHEALTHY else "success"
@@ -264,6 +285,20 @@ def _document_findings(doc: HealthCheckResponse, t: Thresholds) -> list[Finding]
                 Finding(Reason.CHECK_WARNING, Severity.DEGRADED, f"check {name} warns{detail}")
             )
     return found
+
+
+def _tools_findings(missing: tuple[str, ...]) -> list[Finding]:
+    if not missing:
+        return []
+    # A client that needs these tools cannot work with this server.
+    names = ", ".join(missing)
+    return [
+        Finding(
+            Reason.EXPECTED_TOOLS_MISSING,
+            Severity.UNHEALTHY,
+            f"server does not list the expected tool(s) {names}",
+        )
+    ]
 
 
 def _latency_findings(latency_ms: float, t: Thresholds) -> list[Finding]:

@@ -112,6 +112,8 @@ class ProbeSpec(_Spec):
     timeout: str = "1s"
     failure_threshold: int = Field(3, ge=1, alias="failureThreshold")
     success_threshold: int = Field(1, ge=1, alias="successThreshold")
+    method: Literal["auto", "healthResource", "handshake"] = "auto"
+    expect_tools: tuple[str, ...] = Field((), alias="expectTools")
 
     @field_validator("interval", "timeout")
     @classmethod
@@ -291,6 +293,13 @@ def parse(raw: dict[str, Any]) -> MonitorSpec:
         spec = MonitorSpec.model_validate(raw)
         if spec.probe.timeout_s >= spec.probe.interval_s:
             raise SpecError("spec.probe.timeout must be shorter than spec.probe.interval")
+        if spec.target.transport == "http" and (
+            spec.probe.method == "handshake" or spec.probe.expect_tools
+        ):
+            raise SpecError(
+                "spec.probe.method handshake and spec.probe.expectTools need an MCP transport "
+                "(spec.target.transport http is a plain GET)"
+            )
         pods = spec.remediation.pod_deletion if spec.remediation else None
         if pods is not None and pods.enabled and spec.target.endpoint_policy is None:
             raise SpecError(

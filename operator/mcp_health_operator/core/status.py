@@ -65,6 +65,8 @@ def build(
         "consecutiveFailures": verdict.consecutive_failures,
         "consecutiveSuccesses": verdict.consecutive_successes,
         "observedGeneration": generation,
+        # How the server was judged; kept from the last probe that could tell.
+        "probeMethod": obs.method,
         # Cleared when the probe read no document, so stale figures never
         # sit beside a fresh verdict (merge patch: None removes the field).
         "reportedStatus": None,
@@ -116,8 +118,13 @@ def build(
             server["uptimeSeconds"] = doc.uptime_seconds
         status["server"] = server
     conditions = previous_conditions
-    for c in cond.from_verdict(verdict):
+    for c in cond.from_verdict(verdict, obs.method):
         conditions = cond.set_condition(conditions, c, now=now, generation=generation)
+    method = cond.health_resource(obs)
+    if method is not None:
+        conditions = cond.set_condition(conditions, method, now=now, generation=generation)
+    else:
+        del status["probeMethod"]  # a failed probe says nothing of it: the last one stands
     status["conditions"] = conditions
     return status
 
@@ -158,6 +165,7 @@ def significant(status: dict[str, Any], thresholds: Thresholds) -> tuple[Any, ..
         pool_band(pool.get("utilization"), thresholds),
         status.get("observedGeneration"),
         status.get("lastProbeOutcome") == "Ok",
+        status.get("probeMethod"),
         (
             server.get("name"),
             server.get("version"),
@@ -212,6 +220,7 @@ def key(
         pool_band(round(pool.pool_utilization, 4) if pool is not None else None, thresholds),
         generation,
         obs.outcome == "Ok",
+        obs.method,
         server,
         tuple(sorted((k, v.status) for k, v in doc.checks.items())) if doc is not None else (),
         *_fields_key(extra or {}),

@@ -26,6 +26,18 @@ class Transport(StrEnum):
     HTTP = "http"
 
 
+class Method(StrEnum):
+    """How a probe judges the server (``spec.probe.method``)."""
+
+    # The health resource when the server lists it, else the handshake.
+    AUTO = "auto"
+    # The guide's document (``resources/read``, or a plain GET on ``http``).
+    HEALTH_RESOURCE = "healthResource"
+    # The protocol itself: ``server/discover`` (2026-07-28 revision) or the
+    # ``initialize`` session, answered ``ping`` by ``ping``.
+    HANDSHAKE = "handshake"
+
+
 # Where each transport lives when a URL names only the server (as the
 # guide's `health_check.py http://localhost:8000` does).
 DEFAULT_PATHS = {
@@ -46,6 +58,10 @@ class Target:
     ca_file: str | None = None
     ca_data: str | None = None  # PEM, e.g. from a Secret
     insecure_skip_verify: bool = False
+    # The read unless told otherwise (a monitor's spec defaults to AUTO).
+    method: Method = Method.HEALTH_RESOURCE
+    # Tools the server must list (checked only when it advertises tools).
+    expect_tools: tuple[str, ...] = ()
 
 
 def endpoint(url: str, transport: Transport) -> str:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from mcp_health_operator.core import spec as specs
 from mcp_health_operator.core import targets
 from mcp_health_operator.core.config import Config
-from mcp_health_operator.core.targets import Refused, Target, Transport
+from mcp_health_operator.core.targets import Method, Refused, Target, Transport
 from mcp_health_operator.kube.api import Kube, NotFound, ServicePort
 
 Dependency = tuple[str, str, str]  # (kind, namespace, name)
@@ -89,6 +89,8 @@ class Resolver:
             transport=Transport(t.transport),
             resource_uri=t.resource_uri,
             insecure_skip_verify=bool(t.tls and t.tls.insecure_skip_verify),
+            method=Method(spec.probe.method),
+            expect_tools=spec.probe.expect_tools,
         )
         if t.service is not None and t.endpoint_policy is not None:
             svc_ns = self._service_namespace(t.service, namespace)

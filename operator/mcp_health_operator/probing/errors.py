@@ -224,8 +224,10 @@ def get_failure(code: int, headers: Mapping[str, str], path: str) -> ProbeFailur
     return None
 
 
-def reply_failure(reply: wire.Reply, *, uri: str, session_id: str | None) -> ProbeFailure | None:
-    """What a ``resources/read`` answer through ``wire`` means, if it carries no result.
+def reply_failure(
+    reply: wire.Reply, *, method: str, uri: str, session_id: str | None
+) -> ProbeFailure | None:
+    """What an answer to ``method`` through ``wire`` means, if it carries no result.
 
     The server answered, so the session is kept, unless it forgot the
     session (a ``StaleSession``).
@@ -238,8 +240,8 @@ def reply_failure(reply: wire.Reply, *, uri: str, session_id: str | None) -> Pro
     if status == 404 and session_id is not None:
         return StaleSession(urlsplit(reply.url).path)
     if message is not None and "error" in message:
-        return rpc_failure(message["error"], uri)
-    if status == 404:
+        return rpc_failure(message["error"], uri if method == "resources/read" else None)
+    if status == 404 and method == "resources/read":
         # What the SDK makes of a 404 without a session: no such method.
         return ProbeFailure(
             Outcome.RESOURCE_NOT_FOUND,
@@ -250,7 +252,7 @@ def reply_failure(reply: wire.Reply, *, uri: str, session_id: str | None) -> Pro
     if not 200 <= status < 300:
         return ProbeFailure(
             Outcome.PROTOCOL_ERROR,
-            f"resources/read answered HTTP {status}",
+            f"{method} answered HTTP {status}",
             http_status=status,
             keep_session=True,
         )
@@ -260,9 +262,7 @@ def reply_failure(reply: wire.Reply, *, uri: str, session_id: str | None) -> Pro
             if status == 202
             else short(reply.content_type or "no content type", 60)
         )
-        return ProbeFailure(
-            Outcome.PROTOCOL_ERROR, f"resources/read answered {what}", keep_session=True
-        )
+        return ProbeFailure(Outcome.PROTOCOL_ERROR, f"{method} answered {what}", keep_session=True)
     return None
 
 
@@ -360,12 +360,12 @@ def missing_resource(
     return None
 
 
-def rpc_failure(error: object, uri: str) -> ProbeFailure:
-    """A JSON-RPC error answering ``resources/read`` through ``wire``."""
+def rpc_failure(error: object, uri: str | None) -> ProbeFailure:
+    """A JSON-RPC error answering a request through ``wire`` (``uri``: of a ``resources/read``)."""
     if not isinstance(error, dict):
         return ProbeFailure(Outcome.PROTOCOL_ERROR, "malformed JSON-RPC error", keep_session=True)
     code, text = error.get("code"), str(error.get("message", ""))
-    missing = missing_resource(code, text, uri, keep_session=True)
+    missing = None if uri is None else missing_resource(code, text, uri, keep_session=True)
     if missing is not None:
         return missing
     return ProbeFailure(

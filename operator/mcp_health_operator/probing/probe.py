@@ -32,16 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 from mcp import Client, MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from mcp_health_operator.core import health
+from mcp_health_operator.core import health, judge
 from mcp_health_operator.core.health import HealthCheckResponse
-from mcp_health_operator.core.targets import Target, Transport, endpoint
+from mcp_health_operator.core.targets import Method, Target, Transport, endpoint
 from mcp_health_operator.probing import errors
 from mcp_health_operator.probing.errors import Outcome as Outcome
 from mcp_health_operator.probing.errors import ProbeFailure as ProbeFailure
@@ -62,10 +65,27 @@ class ProbeResult:
     server: ServerIdentity | None = None
     retry_after_s: float | None = None
     http_status: int | None = None
+    # How the server was judged (None: not known, the probe failed first),
+    # whether method "auto" fell back to the handshake, expected tools missing.
+    method: Method | None = None
+    fell_back: bool = False
+    missing_tools: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
+
+    def observation(self) -> judge.Observation:
+        """What the judge reads of this probe."""
+        return judge.Observation(
+            outcome=self.outcome.value,
+            latency_ms=self.latency_ms,
+            document=self.document,
+            message=self.message,
+            method=None if self.method is None else self.method.value,
+            fell_back=self.fell_back,
+            missing_tools=self.missing_tools,
+        )
 
 
 class Prober:
@@ -113,7 +133,8 @@ class Prober:
             # The common case, kept free of anyio scopes and the SDK's client.
             try:
                 async with asyncio.timeout(budget):
-                    document = health.parse(await session.read(), max_bytes=self.max_bytes)
+                    payload = await session.read()
+                    document = self._parse(payload)
                 return self._result(Outcome.OK, started, document=document)
             except errors.StaleSession:
                 # The server forgot the session (it restarted): that says
@@ -162,7 +183,7 @@ class Prober:
             return self._failed(started, failure)
         return self._result(Outcome.OK, started, document=document)
 
-    async def _read_retrying(self) -> HealthCheckResponse:
+    async def _read_retrying(self) -> HealthCheckResponse | None:
         """``_read``, and once more on a new session if the kept one had gone stale."""
         session = self._session
         try:
@@ -202,21 +223,37 @@ class Prober:
             started = max(started, self._read_started)
         self._read_started = None
         latency = (time.perf_counter() - started) * 1000.0
-        server = self._session.identity
-        return ProbeResult(outcome=outcome, latency_ms=latency, server=server, **fields)
+        session = self._session
+        return ProbeResult(
+            outcome=outcome,
+            latency_ms=latency,
+            server=session.identity,
+            method=session.method,
+            fell_back=session.fell_back,
+            missing_tools=session.missing_tools,
+            **fields,
+        )
 
-    async def _read(self) -> HealthCheckResponse:
-        payload: str | bytes
+    def _parse(self, payload: str | bytes | None) -> HealthCheckResponse | None:
+        """The document read, or None when the server answered the handshake request."""
+        return None if payload is None else health.parse(payload, max_bytes=self.max_bytes)
+
+    async def _read(self) -> HealthCheckResponse | None:
+        payload: str | bytes | None
         if self.target.transport is Transport.HTTP:
+            self._session.method = Method.HEALTH_RESOURCE
             payload = await self._get()
         else:
             client = await self._session_with_resources()
             self._read_started = time.perf_counter()
             if self.target.transport is Transport.STREAMABLE_HTTP:
                 payload = await self._session.read()
+            elif self._session.method is Method.HANDSHAKE:
+                await self._ping(client)
+                payload = None
             else:
                 payload = await self._read_resource(client)
-        return health.parse(payload, max_bytes=self.max_bytes)
+        return self._parse(payload)
 
     # -- plain HTTP ---------------------------------------------------------
 
@@ -248,13 +285,25 @@ class Prober:
     # -- MCP ---------------------------------------------------------------
 
     async def _session_with_resources(self) -> Client:
+        """The session, which serves resources unless it judges by the handshake."""
         client = await self._session.open()
-        if not self._session.has_resources:
+        if self._session.method is Method.HEALTH_RESOURCE and not self._session.has_resources:
             raise ProbeFailure(
                 Outcome.RESOURCE_NOT_FOUND,
                 "server does not serve resources (it declares no resources capability)",
             )
         return client
+
+    async def _ping(self, client: Client) -> None:
+        """The handshake method through the SDK's client (SSE): ``server/discover`` or ``ping``."""
+        version = client.protocol_version
+        if version in MODERN_PROTOCOL_VERSIONS:
+            await client.session.send_discover(version)
+            return
+        with warnings.catch_warnings():
+            # Deprecated for 2026-07-28 sessions only, which this is not.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await client.send_ping()
 
     async def _read_resource(self, client: Client) -> str | bytes:
         """``resources/read`` through the SDK's client: the text, or the blob decoded."""

@@ -45,7 +45,7 @@ from multidict import CIMultiDict
 
 from mcp_health_operator import __version__
 from mcp_health_operator.core.health import HealthCheckResponse
-from mcp_health_operator.core.targets import Target, Transport, endpoint
+from mcp_health_operator.core.targets import Method, Target, Transport, endpoint
 from mcp_health_operator.probing import errors, wire
 from mcp_health_operator.probing.errors import Outcome, ProbeFailure
 
@@ -57,6 +57,9 @@ _WIRE_MARGIN = 64 * 1024
 # keeps (sse_client takes no max_event_size).
 _SSE_CLIENT_EVENT_LIMIT = 1024 * 1024
 _CLIENT_INFO = Implementation(name="mcp-health-operator", version=__version__)
+# Pages of resources/list or tools/list read when a session is made: a
+# listing longer than this says nothing more about a server's health.
+_LIST_PAGES = 10
 # The probe decodes nothing it did not ask for: a compressed body's decoded
 # size cannot be bounded by counting the bytes that arrive.
 _IDENTITY = {"Accept-Encoding": "identity"}
@@ -72,8 +75,14 @@ class ServerIdentity:
 
 @dataclass(slots=True)
 class _ReadRequest:
-    """The session's ``resources/read``, serialised once; only its id changes per read."""
+    """The session's probe request, serialised once; only its id changes per read.
 
+    ``resources/read`` of the health resource, or, when the server is judged
+    by the handshake, ``server/discover`` (2026-07-28) or ``ping`` on the
+    session (older revisions).
+    """
+
+    method: str
     url: str
     headers: CIMultiDict[str]
     tls: ssl.SSLContext | bool
@@ -111,6 +120,11 @@ class Session:
         self.reused = False
         self.identity: ServerIdentity | None = None
         self.has_resources = False
+        # How this session judges the server (target.method resolved when it
+        # was made), whether "auto" fell back, and the expected tools it lacks.
+        self.method: Method | None = None
+        self.fell_back = False
+        self.missing_tools: tuple[str, ...] = ()
         self.mcp_session_id: str | None = None
         self._connected_at = 0.0
         # The SDK turns an HTTP 401/403/429 on its POST into a generic MCP
@@ -174,27 +188,80 @@ class Session:
             transport=self.target.transport,
         )
         self.has_resources = client.server_capabilities.resources is not None
-        if self.target.transport is Transport.STREAMABLE_HTTP and self.has_resources:
+        await self._resolve(client)
+        if self.target.transport is Transport.STREAMABLE_HTTP and (
+            self.has_resources or self.method is Method.HANDSHAKE
+        ):
             self.request = self._read_request(client.protocol_version)
             if self.request.session_id is None and not hold:
                 self.holder = None
                 await holder.close()
         return client
 
+    async def _resolve(self, client: Client) -> None:
+        """How this session judges the server, and which expected tools it lacks.
+
+        Nothing is asked of a capability the server did not advertise: no
+        ``resources/list`` without resources, no ``tools/list`` without tools.
+        """
+        wanted = self.target.method
+        self.fell_back = False
+        if wanted is Method.AUTO:
+            listed = self.has_resources and await self._lists_resource(client)
+            wanted = Method.HEALTH_RESOURCE if listed else Method.HANDSHAKE
+            self.fell_back = not listed
+        self.method = wanted
+        expected = self.target.expect_tools
+        self.missing_tools = ()
+        if expected:
+            names: set[str] = set()
+            if client.server_capabilities.tools is not None:
+                names = await self._tool_names(client)
+            self.missing_tools = tuple(t for t in expected if t not in names)
+
+    async def _lists_resource(self, client: Client) -> bool:
+        uri, cursor = self.target.resource_uri, None
+        for _ in range(_LIST_PAGES):
+            page = await client.list_resources(cursor=cursor, cache_mode="refresh")
+            if any(str(r.uri) == uri for r in page.resources):
+                return True
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return False
+
+    async def _tool_names(self, client: Client) -> set[str]:
+        names: set[str] = set()
+        cursor = None
+        for _ in range(_LIST_PAGES):
+            page = await client.list_tools(cursor=cursor, cache_mode="refresh")
+            names.update(t.name for t in page.tools)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return names
+
     def _read_request(self, version: str) -> _ReadRequest:
-        """``resources/read`` as the SDK's session would send it at ``version``."""
+        """The probe's request as the SDK's session would send it at ``version``."""
+        modern = version in MODERN_PROTOCOL_VERSIONS
         uri = self.target.resource_uri
-        params: dict[str, Any] = {"uri": uri}
+        method = "resources/read"
+        params: dict[str, Any] | None = {"uri": uri}
+        if self.method is Method.HANDSHAKE:
+            # server/discover is stateless and cheap; ping (removed in the
+            # 2026 revision) keeps an older server's session answering.
+            method, params = ("server/discover", {}) if modern else ("ping", None)
         headers: CIMultiDict[str] = CIMultiDict(self.target.headers)
         headers.setdefault("User-Agent", f"mcp-health-operator/{__version__}")
         headers.update(_IDENTITY)
         headers["Accept"] = "application/json, text/event-stream"
         headers["Content-Type"] = "application/json"
         headers[MCP_PROTOCOL_VERSION_HEADER] = version
-        if version in MODERN_PROTOCOL_VERSIONS:
+        if modern:
             # 2026-07-28: every request carries the envelope and the routing
             # headers. The probe declares no client capabilities (it has no
             # sampling, elicitation or roots callbacks).
+            assert params is not None
             params["_meta"] = {
                 PROTOCOL_VERSION_META_KEY: version,
                 CLIENT_INFO_META_KEY: _CLIENT_INFO.model_dump(
@@ -202,13 +269,18 @@ class Session:
                 ),
                 CLIENT_CAPABILITIES_META_KEY: {},
             }
-            headers[MCP_METHOD_HEADER] = "resources/read"
-            headers[MCP_NAME_HEADER] = encode_header_value(uri)
+            headers[MCP_METHOD_HEADER] = method
+            if method == "resources/read":
+                headers[MCP_NAME_HEADER] = encode_header_value(uri)
         session_id = self.mcp_session_id
         if session_id:
             headers[MCP_SESSION_ID] = session_id
-        tail = json.dumps({"method": "resources/read", "params": params}, separators=(",", ":"))
+        message: dict[str, Any] = {"method": method}
+        if params is not None:
+            message["params"] = params
+        tail = json.dumps(message, separators=(",", ":"))
         return _ReadRequest(
+            method=method,
             url=self.url,
             headers=headers,
             tls=self._verify(),
@@ -217,11 +289,12 @@ class Session:
             suffix=b"," + tail[1:].encode(),
         )
 
-    async def read(self) -> str | bytes:
-        """One ``resources/read`` through ``wire``: the resource's text, or its blob decoded.
+    async def read(self) -> str | bytes | None:
+        """The probe's request through ``wire``: the resource's text, or its blob decoded.
 
-        Raises ``wire``'s exceptions, and a ``ProbeFailure`` for an answer
-        without a result (see ``errors``).
+        None: the server answered the handshake request. Raises ``wire``'s
+        exceptions, and a ``ProbeFailure`` for an answer without a result
+        (see ``errors``).
         """
         request = self.request
         assert request is not None
@@ -241,11 +314,15 @@ class Session:
         )
         request.url = reply.url
         uri = self.target.resource_uri
-        failure = errors.reply_failure(reply, uri=uri, session_id=request.session_id)
+        failure = errors.reply_failure(
+            reply, method=request.method, uri=uri, session_id=request.session_id
+        )
         if failure is not None:
             raise failure
         assert reply.message is not None  # a reply without one is a failure
         result = reply.message.get("result")
+        if request.method != "resources/read":
+            return None
         contents = result.get("contents") if isinstance(result, dict) else None
         return errors.resource_payload(contents, uri, keep_session=True)
 
@@ -371,8 +448,8 @@ class Session:
         return failure
 
     async def guarded(
-        self, read: Callable[[], Awaitable[HealthCheckResponse]]
-    ) -> HealthCheckResponse:
+        self, read: Callable[[], Awaitable[HealthCheckResponse | None]]
+    ) -> HealthCheckResponse | None:
         """``read()`` in a scope that a refused response body cancels (see ``_refuse``)."""
         with anyio.CancelScope() as scope:
             self._scope, self._task = scope, asyncio.current_task()

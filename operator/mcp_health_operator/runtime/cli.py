@@ -485,6 +485,8 @@ def check(args: argparse.Namespace, *, out: TextIO) -> int:
         headers=headers,
         ca_file=args.ca_file,
         insecure_skip_verify=args.insecure,
+        # The guide's script reads the document; a server without one exits 2.
+        method=targets.Method.HEALTH_RESOURCE,
     )
     result = asyncio.run(_probe_once(target, args.timeout))
     return report(args, target, result, out=out)
@@ -505,12 +507,7 @@ def report(
 
 def verdict_of(result: probe.ProbeResult, thresholds: judge.Thresholds) -> judge.Verdict:
     """One probe judged as a monitor judges each of its probes."""
-    obs = judge.Observation(
-        outcome=result.outcome.value,
-        latency_ms=result.latency_ms,
-        document=result.document,
-        message=result.message,
-    )
+    obs = result.observation()
     # No history, and thresholds of 1: this probe alone decides, so a
     # document's verdict is the judge's reading of it (Verdict.instant), and a
     # rate-limited probe stays Unknown rather than reading as Healthy.
