@@ -172,7 +172,7 @@ class Prober:
                 or session.refused is not None
                 or not session.steady
             ):
-                await session.discard()
+                await session.discard(timed_out=isinstance(exc, TimeoutError))
             failure = errors.failure(
                 exc,
                 budget=budget,

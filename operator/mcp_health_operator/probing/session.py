@@ -50,6 +50,12 @@ from mcp_health_operator.probing import errors, wire
 from mcp_health_operator.probing.errors import Outcome, ProbeFailure
 
 _CLOSE_GRACE = 0.5
+# A handshake still in flight when its probe gave up: the server may already
+# hold the session, and only the handshake's answer names it for the DELETE.
+# The next probe waits on it rather than starting another (up to this age),
+# and closing lets it finish (up to _FINISH_GRACE) so its session is ended.
+_PENDING_LIMIT = 30.0
+_FINISH_GRACE = 5.0
 # Room around a document of max_bytes on the wire: the JSON-RPC envelope, SSE
 # framing, and JSON string escaping (a quote in the document is two bytes).
 _WIRE_MARGIN = 64 * 1024
@@ -117,6 +123,7 @@ class Session:
         self.url = endpoint(target.url, target.transport)
         self.http: httpx2.AsyncClient | None = None
         self.holder: _SessionHolder | None = None
+        self._pending: _SessionHolder | None = None
         self.reused = False
         self.identity: ServerIdentity | None = None
         self.has_resources = False
@@ -175,10 +182,16 @@ class Session:
                 return client
         self.reused = False
         await self.discard()
-        self.mcp_session_id = None
-        holder = _SessionHolder(self._new_client())
+        holder, self._pending = self._pending, None
+        if holder is not None and not (holder.alive and now - holder.started < _PENDING_LIMIT):
+            await holder.close()
+            holder = None
+        if holder is None:
+            self.mcp_session_id = None
+            holder = _SessionHolder(self._new_client())
+            holder.start()
         self.holder = holder
-        client = await holder.open()
+        client = await holder.ready()
         self._connected_at = now
         info = client.server_info
         self.identity = ServerIdentity(
@@ -460,15 +473,26 @@ class Session:
         # Only _refuse cancels this scope, and it has set refused.
         raise _Refused()
 
-    async def discard(self) -> None:
-        """Drop the session (after a failure, or to re-handshake); bounded in time."""
+    async def discard(self, *, timed_out: bool = False) -> None:
+        """Drop the session (after a failure, or to re-handshake); bounded in time.
+
+        ``timed_out``: the probe ran out of time. A handshake still in flight
+        then is kept for the next ``open`` (see ``_PENDING_LIMIT``):
+        cancelled, it would leave the session the server may have made with
+        no id to end it by.
+        """
         self.request = None
         holder, self.holder = self.holder, None
-        if holder is not None:
+        if holder is not None and timed_out and holder.in_flight and self.refused is None:
+            self._pending = holder
+        elif holder is not None:
             await holder.close()
 
     async def aclose(self) -> None:
         await self.discard()
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending.close(finish=_FINISH_GRACE)
         pool, self._pool = self._pool, None
         if pool is not None:
             await wire.release(pool)
@@ -618,6 +642,7 @@ class _SessionHolder:
         self._ready.add_done_callback(_retrieve)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.started = time.monotonic()
 
     @property
     def client(self) -> Client | None:
@@ -626,8 +651,21 @@ class _SessionHolder:
             return None
         return None if self._ready.exception() else self._ready.result()
 
-    async def open(self) -> Client:
+    @property
+    def in_flight(self) -> bool:
+        """The handshake was sent and has not been answered yet."""
+        return self._task is not None and not self._task.done() and not self._ready.done()
+
+    @property
+    def alive(self) -> bool:
+        """In flight, or made and usable."""
+        return self.in_flight or self.client is not None
+
+    def start(self) -> None:
+        self.started = time.monotonic()
         self._task = asyncio.create_task(self._hold(), name="mcp-health-session")
+
+    async def ready(self) -> Client:
         # Shield: a probe timeout must not cancel the holder task halfway
         # through its context manager; close() ends it instead.
         return await asyncio.shield(self._ready)
@@ -646,11 +684,15 @@ class _SessionHolder:
             if not isinstance(exc, Exception):
                 raise
 
-    async def close(self) -> None:
+    async def close(self, *, finish: float = 0.0) -> None:
+        """End the session; a handshake in flight gets ``finish`` seconds to be answered."""
         self._stop.set()
         task = self._task
         if task is None:
             return
+        if not self._ready.done() and finish > 0:
+            # Answered, the client leaves at once (stop is set), ending the session.
+            await asyncio.wait({self._ready}, timeout=finish)
         if not self._ready.done():
             task.cancel()
         done, _ = await asyncio.wait({task}, timeout=_CLOSE_GRACE)

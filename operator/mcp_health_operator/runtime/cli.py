@@ -204,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between status writes when nothing changed (default 300)",
     )
     run.add_argument(
+        "--rehandshake-after",
+        type=float,
+        default=float(os.environ.get("MCP_HEALTH_REHANDSHAKE_AFTER", "300")),
+        help="seconds a probe's MCP session is kept before it is ended and made anew, "
+        "so a broken accept path on a server is noticed (default 300)",
+    )
+    run.add_argument(
         "--resync",
         type=float,
         default=float(os.environ.get("MCP_HEALTH_RESYNC", "60")),
@@ -390,6 +397,7 @@ def run_operator(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         heartbeat_s=args.heartbeat,
+        rehandshake_s=args.rehandshake_after,
         resync_s=args.resync,
         watch_secrets=args.watch_secrets,
         secret_namespaces=()
