@@ -104,8 +104,11 @@ class Operator:
 OperatorFactory = Callable[..., Operator]
 
 
-def start_operator(namespace: str, kubeconfig: Path, log: Path, *flags: str) -> Operator:
-    """``mcp-health run`` for ``namespace`` as a subprocess, once its metrics port answers."""
+def start_operator(
+    namespace: str, kubeconfig: Path, log: Path, *flags: str, env: dict[str, str] | None = None
+) -> Operator:
+    """``mcp-health run`` for ``namespace`` as a subprocess, once its metrics port answers
+    (``env``: more environment, e.g. the chart's ``MCP_HEALTH_DISCOVER_*``)."""
     port = _procs.free_port()
     proc = subprocess.Popen(
         [
@@ -121,7 +124,7 @@ def start_operator(namespace: str, kubeconfig: Path, log: Path, *flags: str) -> 
             "127.0.0.1",
             *flags,
         ],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        env={**os.environ, "KUBECONFIG": str(kubeconfig), **(env or {})},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -135,12 +138,15 @@ def operator(kubectl: Kubectl, tmp_path: Path) -> Iterator[OperatorFactory]:
     """Start ``mcp-health run`` for the test's namespace with extra flags."""
     started: list[Operator] = []
 
-    def start(*flags: str, kubeconfig: Path | None = None) -> Operator:
+    def start(
+        *flags: str, kubeconfig: Path | None = None, env: dict[str, str] | None = None
+    ) -> Operator:
         op = start_operator(
             kubectl.namespace,
             kubeconfig or kubectl.plane.kubeconfig,
             tmp_path / f"operator-{len(started)}.log",
             *flags,
+            env=env,
         )
         started.append(op)
         return op

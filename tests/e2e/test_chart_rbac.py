@@ -11,6 +11,7 @@ the chart does not grant are refused.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import uuid
@@ -246,3 +247,92 @@ async def _release(server: object) -> None:
 
     async with Client(server.url, cache=None) as client:  # type: ignore[attr-defined]
         await client.call_tool("release_pool", {})
+
+
+DISCOVERY = (
+    "discovery.services.enabled=true",
+    "discovery.mcpServers.groups={toolhive.stacklok.dev,kagent.dev,mcp.x-k8s.io}",
+)
+
+
+def test_discovery_calls_every_verb_its_values_add_and_nothing_ungranted(
+    kubectl: Kubectl,
+    operator: OperatorFactory,
+    sample_server: SampleFactory,
+    pg: Postgres,
+    tmp_path: Path,
+) -> None:
+    """The chart's RBAC with discovery on (and no other opt-in): the operator, as the
+    ServiceAccount, generates, updates and deletes a monitor and follows the MCPServers
+    of the three operators; the audit log holds every verb discovery adds to a call."""
+    from tests.e2e.test_discovery import (
+        MONITOR,
+        discovering,
+        generated,
+        install_third_party_crds,
+        mcp_server,
+    )
+
+    install_third_party_crds(kubectl)
+    release = f"r{uuid.uuid4().hex[:6]}"
+    sa = install_rbac(kubectl, release, *DISCOVERY)
+    config = service_account_kubeconfig(kubectl, sa, tmp_path / "sa.kubeconfig")
+    server = sample_server("codebase-mcp", dsn=pg.dsn)
+    op = operator(
+        # What the chart passes without readSecrets and remediation.
+        "--no-secrets",
+        "--pause-remediation",
+        *resolve(kubectl, "discovered", server),
+        kubeconfig=config,
+        env=discovering(groups=("toolhive.stacklok.dev", "kagent.dev", "mcp.x-k8s.io")),
+    )
+    kubectl.apply(service("discovered"))
+    kubectl("annotate", "service", "discovered", f"{MONITOR}=true")  # create
+    wait_for(lambda: generated(kubectl, "discovered"), timeout=30, what="the monitor generated")
+    wait_for(lambda: health(kubectl, "discovered") == "Healthy", timeout=40, what="Healthy")
+    kubectl("annotate", "service", "discovered", "mcphealth.dev/interval=2s")  # patch
+    wait_for(
+        lambda: (generated(kubectl, "discovered") or {})["spec"]["probe"]["interval"] == "2s",
+        timeout=30,
+        what="the generated monitor patched",
+    )
+    kubectl.apply(mcp_server("kagent.dev", "v1alpha1", "fetch", {"deployment": {"port": 8000}}))
+    wait_for(lambda: generated(kubectl, "fetch"), timeout=30, what="the MCPServer's monitor")
+    kubectl("annotate", "service", "discovered", f"{MONITOR}-")  # delete
+    wait_for(lambda: generated(kubectl, "discovered") is None, timeout=30, what="deleted")
+
+    log = op.log.read_text()
+    forbidden = re.search(r"(?<!,)\b403\b", log) or "forbidden" in log.lower()
+    assert not forbidden, log[-3000:]
+    user = f"system:serviceaccount:{kubectl.namespace}:{sa}"
+    calls = controlplane.audited_calls(kubectl.plane.audit_log, user)
+    granted = rendered_grants(kubectl, release, *DISCOVERY)
+    added = granted - rendered_grants(kubectl, release, "discovery.services.enabled=false")
+    assert added == {
+        ("mcphealth.dev", "mcphealthmonitors", "create"),
+        ("mcphealth.dev", "mcphealthmonitors", "patch"),
+        ("mcphealth.dev", "mcphealthmonitors", "delete"),
+        *(
+            (group, "mcpservers", verb)
+            for group in ("toolhive.stacklok.dev", "kagent.dev", "mcp.x-k8s.io")
+            for verb in ("list", "watch")
+        ),
+    }
+    assert added - calls == set(), sorted(added - calls)
+    assert calls <= granted, sorted(calls - granted)
+    refused = {
+        "replace a monitor (update)": ("replace", "-f", "-"),
+        "read one MCPServer": ("get", "mcpservers.kagent.dev", "fetch"),
+        "delete a Service": ("delete", "service", "discovered"),
+    }
+    monitor_json = json.dumps(kubectl.json("mcphealth", "fetch"))
+    for what, args in refused.items():
+        done = subprocess.run(
+            [str(controlplane.kubectl_binary()), "--kubeconfig", str(config), *args],
+            input=monitor_json if "-" in args else None,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode != 0, what
+        assert "forbidden" in done.stderr.lower(), (what, done.stderr)

@@ -41,7 +41,7 @@ from tests.e2e.test_security import conditions
 CONSENT = "mcphealth.dev/allow-remediation"
 
 # What no install may grant (whatever the values): create or delete
-# workloads, read Nodes, edit monitors' specs.
+# workloads, read Nodes, edit monitors' specs (but discovery's patch, below).
 NEVER = [
     ("create", "deployments"),
     ("delete", "deployments"),
@@ -68,6 +68,19 @@ REMEDIATION = [
     ("delete", "pods"),
     ("get", "mcphealthmonitors"),
 ]
+# discovery: the monitors it generates (create, a patch that tests first,
+# delete) and the MCPServers of the followed groups (never update, never get).
+DISCOVERY_MONITORS = [
+    ("create", "mcphealthmonitors"),
+    ("patch", "mcphealthmonitors"),
+    ("delete", "mcphealthmonitors"),
+]
+DISCOVERY_SERVERS = [
+    (verb, f"mcpservers.{group}")
+    for group in ("toolhive.stacklok.dev", "kagent.dev", "mcp.x-k8s.io")
+    for verb in ("list", "watch")
+]
+NOT_EVEN_DISCOVERY = [("get", "mcpservers.kagent.dev"), ("update", "mcpservers.kagent.dev")]
 
 
 @pytest.fixture
@@ -121,6 +134,11 @@ CASES = {
         ("remediation.enabled=true", "remediation.clusterWide=true"),
         (REMEDIATION, REMEDIATION),
     ),
+    "discovery of Services": (("discovery.services.enabled=true",), (DISCOVERY_MONITORS,) * 2),
+    "discovery of MCPServers": (
+        ("discovery.mcpServers.groups={toolhive.stacklok.dev,kagent.dev,mcp.x-k8s.io}",),
+        (DISCOVERY_MONITORS + DISCOVERY_SERVERS,) * 2,
+    ),
 }
 
 
@@ -133,7 +151,15 @@ def test_can_i_matrix_of_the_default_install_and_each_opt_in(
     release = f"r{uuid.uuid4().hex[:6]}"
     user = install_cluster_wide(kubectl, release, *(v.replace("{A}", f"{{{a}}}") for v in values))
     try:
-        everything = MONITORING + SECRETS + REMEDIATION + NEVER
+        everything = (
+            MONITORING
+            + SECRETS
+            + REMEDIATION
+            + NEVER
+            + DISCOVERY_MONITORS
+            + DISCOVERY_SERVERS
+            + NOT_EVEN_DISCOVERY
+        )
         for ns, extra in ((a, extra_a), (b, extra_b)):
             expected = {ask: ask in MONITORING or ask in extra for ask in everything}
             assert allowed(kubectl, user, everything, ns) == expected, (case, ns)

@@ -25,6 +25,10 @@ NAMESPACED = {"rbac": {"scope": "namespaced"}, "watchNamespaces": ["team-a", "te
 EVERYTHING = {
     "prometheusRule": {"enabled": True},
     "metrics": {"serviceMonitor": {"enabled": True}},
+    "discovery": {
+        "services": {"enabled": True},
+        "mcpServers": {"groups": ["toolhive.stacklok.dev", "kagent.dev", "mcp.x-k8s.io"]},
+    },
 }
 
 
@@ -112,6 +116,9 @@ REMEDIATION_GRANTS = (
     | expand("", "pods", "get delete")
 )
 CRD_GRANTS = expand("apiextensions.k8s.io", "customresourcedefinitions", "list watch")
+# discovery: the monitors it generates, and the MCPServers of each followed group.
+DISCOVERY_GRANTS = expand("mcphealth.dev", "mcphealthmonitors", "create patch delete")
+THIRD_PARTY = ("toolhive.stacklok.dev", "kagent.dev", "mcp.x-k8s.io")
 LEASE_GRANTS = expand("coordination.k8s.io", "leases", "list create patch delete")
 # What the default install must never grant: no Secret, ConfigMap, workload or Pod verb.
 SENSITIVE = {"secrets", "configmaps", "deployments", "statefulsets", "pods"}
@@ -186,6 +193,11 @@ def test_every_value_is_commented_and_in_the_schema() -> None:
         ({"remediation": {"workloadKinds": ["DaemonSet"]}}, "/remediation/workloadKinds/0"),
         ({"targets": {"allowUrls": ["example.com"]}}, "/targets/allowUrls/0"),
         ({"metricz": {}}, "additional properties 'metricz' not allowed"),
+        (
+            {"discovery": {"mcpServers": {"groups": ["example.com"]}}},
+            "/discovery/mcpServers/groups/0",
+        ),
+        ({"discovery": {"services": {"enabled": "yes"}}}, "/discovery/services/enabled"),
     ],
 )
 def test_a_wrong_value_fails_with_the_schemas_message(
@@ -399,6 +411,58 @@ def test_remediation_opt_in_grants_a_role_in_each_listed_namespace_only(helm_cli
         {"remediation": {"enabled": True, "namespaces": ["a"], "paused": True}}
     )
     assert "--pause-remediation" in args_of(paused)
+
+
+def discovery_of(docs: list[dict[str, Any]]) -> Any:
+    """What ``mcp-health run`` makes of the Deployment's args: its discovery settings."""
+    from mcp_health_operator.runtime import cli, discovery_flags
+
+    args = cli.build_parser().parse_args(["run", *args_of(docs)])
+    return discovery_flags.settings_of(args)
+
+
+def test_discovery_opt_in_grants_monitor_writes_and_mcpserver_reads_only(
+    helm_cli: Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MCP_HEALTH_DISCOVER_SERVICES", "MCP_HEALTH_DISCOVER_GROUPS"):
+        monkeypatch.delenv(name, raising=False)  # the args alone decide here
+    default = helm_cli.render()
+    assert not [a for a in args_of(default) if a.startswith("--discover")]
+    assert not discovery_of(default).enabled
+    services = helm_cli.render({"discovery": {"services": {"enabled": True}}})
+    assert every_grant(services) - every_grant(default) == {("*", *g) for g in DISCOVERY_GRANTS}
+    settings = discovery_of(services)
+    assert settings.services and settings.groups == () and settings.recheck_s == 60
+    groups = helm_cli.render(
+        {"discovery": {"mcpServers": {"groups": list(THIRD_PARTY)}, "recheckSeconds": 30}}
+    )
+    assert every_grant(groups) - every_grant(default) == {
+        ("*", *g)
+        for g in DISCOVERY_GRANTS
+        | {(group, "mcpservers", verb) for group in THIRD_PARTY for verb in ("list", "watch")}
+    }
+    settings = discovery_of(groups)
+    assert not settings.services and settings.recheck_s == 30
+    assert set(settings.groups) == set(THIRD_PARTY)
+    # Namespaced: in each watched namespace's Role, nothing cluster-wide.
+    namespaced = helm_cli.render(
+        {
+            **NAMESPACED,
+            "discovery": {"services": {"enabled": True}, "mcpServers": {"groups": ["kagent.dev"]}},
+        }
+    )
+    assert every_grant(namespaced) - every_grant(helm_cli.render(NAMESPACED)) == {
+        (ns, *g)
+        for ns in ("team-a", "team-b")
+        for g in DISCOVERY_GRANTS | expand("kagent.dev", "mcpservers", "list watch")
+    }
+    # Never a Secret, workload or Pod verb, never update, never get on MCPServers.
+    for docs in (services, groups, namespaced):
+        grants_ = every_grant(docs)
+        assert not {g for g in grants_ if g[2] in SENSITIVE}
+        assert not {
+            g for g in grants_ if g[3] == "update" or (g[2] == "mcpservers" and g[3] == "get")
+        }
 
 
 def test_deployment_is_hardened_and_maps_values_to_flags(helm_cli: Helm) -> None:

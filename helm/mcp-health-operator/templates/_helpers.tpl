@@ -111,8 +111,8 @@ work. Included by every template that depends on them, so `helm template`,
 The monitoring permissions of the operator, as RBAC rules, and nothing else:
 the same list goes into the ClusterRole (scope cluster) and into each Role
 (scope namespaced). Secrets and remediation are opt-ins with rules of their
-own (below). tests/e2e/test_rbac_audit.py holds each verb to an API call the
-operator makes.
+own (below); discovery's rules come with its values. tests/e2e/test_chart_rbac.py
+holds each verb to an API call the operator makes.
 */}}
 {{- define "mcp-health-operator.rules" -}}
 # Watch monitors (kopf lists and watches them; the resync lists them).
@@ -137,6 +137,29 @@ operator makes.
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list, watch]
+{{- include "mcp-health-operator.discoveryRules" . }}
+{{- end -}}
+
+{{/*
+discovery: write the monitors it generates (create; patch, a JSON patch that
+first tests the object is still the generated one; delete), and list and
+watch the MCPServers of each followed API group. No get, no update: the
+monitors and MCPServers are read from their listings and watches.
+*/}}
+{{- define "mcp-health-operator.discoveryRules" -}}
+{{- $d := .Values.discovery -}}
+{{- if or $d.services.enabled $d.mcpServers.groups }}
+# discovery: create, update and delete the monitors it generates.
+- apiGroups: [mcphealth.dev]
+  resources: [mcphealthmonitors]
+  verbs: [create, patch, delete]
+{{- end }}
+{{- range $d.mcpServers.groups }}
+# discovery: the MCPServers of {{ . }}.
+- apiGroups: [{{ . }}]
+  resources: [mcpservers]
+  verbs: [list, watch]
+{{- end }}
 {{- end -}}
 
 {{/* targets.readSecrets: the auth and TLS Secrets monitors name, watched so a rotated token is read at once. */}}

@@ -6,6 +6,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from mcp_health_operator.core.discovery import Settings as DiscoverySettings
+
 
 @dataclass(frozen=True)
 class Config:
@@ -62,6 +64,10 @@ class Config:
     member_group: str = "mcp-health-operator"
     lease_duration_s: int = 15
     lease_renew_s: float = 5.0
+    # Generated monitors (annotated Services, other operators' MCPServers). None:
+    # not given as flags; the MCP_HEALTH_DISCOVER_* environment decides (off
+    # when unset).
+    discovery: DiscoverySettings | None = None
 
     def secrets_allowed(self, namespace: str) -> bool:
         return self.secret_namespaces is None or namespace in self.secret_namespaces

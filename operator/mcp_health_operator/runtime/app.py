@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import os
 import threading
 from urllib.parse import urlsplit
 
@@ -18,11 +19,14 @@ from lightkube.resources.core_v1 import Secret
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mcp_health_operator.controller import metrics
+from mcp_health_operator.controller.discovery import Discoverer
 from mcp_health_operator.controller.fleet import Fleet
+from mcp_health_operator.core import discovery
 from mcp_health_operator.core.config import Config
 from mcp_health_operator.core.membership import Mode, View
 from mcp_health_operator.kube import watch
 from mcp_health_operator.kube.api import Kube
+from mcp_health_operator.kube.discovery import Discovery
 from mcp_health_operator.kube.leases import Members, default_identity, pod_owner
 from mcp_health_operator.runtime import handlers
 
@@ -91,9 +95,13 @@ async def run(
     client = AsyncClient(config=kubeconfig, field_manager="mcp-health-operator")
     kube = Kube(client, instance=config.identity or None)
     fleet = Fleet(kube=kube, config=config)
-    members = membership(config, client, fleet)
+    discoverer = discoverer_of(config, client, kube.instance)
+    members = membership(config, client, fleet, discoverer)
     member_task = asyncio.create_task(members.run(), name="members") if members else None
     resync_task = asyncio.create_task(fleet.resync_forever(config.resync_s), name="resync")
+    discovery_task = (
+        asyncio.create_task(discoverer.run(), name="discovery") if discoverer is not None else None
+    )
     # Secrets readable in some namespaces only: a watch of our own in each.
     own_watches = [
         asyncio.create_task(
@@ -106,6 +114,8 @@ async def run(
 
     async def shutdown() -> None:
         resync_task.cancel()
+        if discovery_task is not None:
+            discovery_task.cancel()
         for task in own_watches:
             task.cancel()
         if member_task is not None:
@@ -125,6 +135,7 @@ async def run(
         # kopf's Secret watch spans the operator's whole scope: only when
         # Secrets may be read everywhere in it.
         watch_secrets=config.watch_secrets and config.secret_namespaces is None,
+        discoverer=discoverer,
     )
     runner = await serve_metrics(config, fleet, members)
     try:
@@ -146,16 +157,38 @@ async def run(
         await client.close()
 
 
-def membership(config: Config, client: AsyncClient, fleet: Fleet) -> Members | None:
-    """With several replicas: own nothing until the members are known, then our share."""
+def discoverer_of(config: Config, client: AsyncClient, instance: str) -> Discoverer | None:
+    """Generated monitors, if asked for (flags, else ``MCP_HEALTH_DISCOVER_*``)."""
+    try:
+        settings = (
+            config.discovery
+            if config.discovery is not None
+            else discovery.settings_from_env(os.environ)
+        )
+    except ValueError as exc:
+        raise SystemExit(f"mcp-health run: {exc}") from None
+    if not settings.enabled:
+        return None
+    return Discoverer(Discovery(client, instance=instance), settings, namespaces=config.namespaces)
+
+
+def membership(
+    config: Config, client: AsyncClient, fleet: Fleet, discoverer: Discoverer | None = None
+) -> Members | None:
+    """With several replicas: own nothing until the members are known, then our share.
+    Discovery writes on the leader only."""
     if config.membership is None:
         return None
     identity = config.identity
 
     def reassign(view: View) -> None:
         fleet.reassign(lambda uid: view.owner(uid) == identity)
+        if discoverer is not None:
+            discoverer.set_active(view.leader == identity)
 
     fleet.owns = lambda uid: False
+    if discoverer is not None:
+        discoverer.active = False
     return Members(
         client,
         namespace=config.lease_namespace,

@@ -31,6 +31,7 @@ from mcp_health_operator import __version__
 from mcp_health_operator.core import judge, targets
 from mcp_health_operator.core.spec import ThresholdsSpec
 from mcp_health_operator.probing import probe, session
+from mcp_health_operator.runtime import discovery_flags
 
 EXIT_HEALTHY, EXIT_NOT_HEALTHY, EXIT_ERROR = 0, 1, 2
 
@@ -353,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds between renewals and member listings (default 5)",
     )
+    discovery_flags.add_arguments(run)
     run.add_argument("--verbose", "-v", action="store_true")
     return parser
 
@@ -389,6 +391,7 @@ def run_operator(args: argparse.Namespace) -> int:
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         resolve = config.parse_resolve(args.resolve)
+        discovery = discovery_flags.settings_of(args)
     except ValueError as exc:
         print(f"mcp-health run: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -398,6 +401,7 @@ def run_operator(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         heartbeat_s=args.heartbeat,
         rehandshake_s=args.rehandshake_after,
+        discovery=discovery,
         resync_s=args.resync,
         watch_secrets=args.watch_secrets,
         secret_namespaces=()

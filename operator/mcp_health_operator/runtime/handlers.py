@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 
+from mcp_health_operator.controller.discovery import Discoverer
 from mcp_health_operator.controller.fleet import Fleet
 from mcp_health_operator.controller.monitor import MonitorObject
 from mcp_health_operator.kube.api import GROUP, PLURAL, VERSION
@@ -23,6 +24,7 @@ def register(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     *,
     watch_secrets: bool = True,
+    discoverer: Discoverer | None = None,
 ) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -52,6 +54,8 @@ def register(
     @kopf.on.event("", "v1", "services", registry=registry)
     async def service_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
         changed("Service", type, body)
+        if discoverer is not None:  # the same watch: annotated Services ask for monitors
+            discoverer.service_event(type, body)
 
     # The endpoints of per-endpoint monitors: a rollout or a scale shows in a
     # Service's EndpointSlices, named by the service-name label.
@@ -76,6 +80,8 @@ def register(
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def monitor_event(*, type: str, body: kopf.Body, **_: Any) -> None:
         obj = MonitorObject.from_body(body)
+        if discoverer is not None:  # which monitors exist, hand-written or generated
+            discoverer.monitor_event(type, body)
         gone = type == "DELETED" or body.metadata.get("deletionTimestamp")
         if gone:
             fleet.remove((obj.ref.namespace, obj.ref.name))
