@@ -11,10 +11,7 @@ reason and verdict) that says what happened.
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -24,38 +21,13 @@ import pytest
 from mcp_health_operator.core import health, judge
 from mcp_health_operator.core.targets import Target, Transport
 from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult
-from mcp_health_testbed import _procs
 from mcp_health_testbed.postgres import Postgres
-from tests.conftest import HOSTILE, SampleFactory
+from tests.conftest import SampleFactory
+from tests.integration.conftest import ServerFactory
 
 STREAMABLE, SSE, HTTP = Transport.STREAMABLE_HTTP, Transport.SSE, Transport.HTTP
 TRANSPORTS = [STREAMABLE, SSE, HTTP]
 MiB = 1 << 20
-
-ServerFactory = Callable[..., str]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerFactory]:
-    """Hostile server processes, one per argument list, shared by the module's tests."""
-    started: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], str]] = {}
-
-    def get(*args: str) -> str:
-        if args not in started:
-            port = _procs.free_port()
-            proc = subprocess.Popen(
-                [sys.executable, str(HOSTILE), *args, "--port", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            _procs.wait_for_port("127.0.0.1", port, timeout=30, proc=proc)
-            started[args] = (proc, f"http://127.0.0.1:{port}")
-        return started[args][1]
-
-    yield get
-    for proc, _ in started.values():
-        _procs.stop(proc)
 
 
 # How each transport meets an MCP server with a given behaviour: (transport,

@@ -13,8 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -23,10 +22,10 @@ from mcp_health_operator.core import judge
 from mcp_health_operator.core.targets import Method, Target, Transport
 from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult
 from mcp_health_testbed import _procs
+from tests.conftest import HOSTILE
+from tests.integration.conftest import ServerFactory
 
-HOSTILE = Path(__file__).resolve().parents[1] / "servers" / "hostile.py"
 STREAMABLE, SSE = Transport.STREAMABLE_HTTP, Transport.SSE
-ServerFactory = Callable[..., str]
 
 # (transport, server arguments): the 2026 protocol (server/discover), a
 # handshake-era server on Streamable HTTP (initialize, a session), and SSE
@@ -37,29 +36,6 @@ ERAS: dict[str, tuple[Transport, tuple[str, ...]]] = {
     "sse": (SSE, ("--transport", "sse")),
 }
 RESOURCE_METHODS = {"resources/list", "resources/read", "resources/templates/list"}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerFactory]:
-    """One server process per argument list; each test reads only what it caused."""
-    started: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], str]] = {}
-
-    def get(*args: str) -> str:
-        if args not in started:
-            port = _procs.free_port()
-            proc = subprocess.Popen(
-                [sys.executable, str(HOSTILE), *args, "--port", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            _procs.wait_for_port("127.0.0.1", port, timeout=30, proc=proc)
-            started[args] = (proc, f"http://127.0.0.1:{port}")
-        return started[args][1]
-
-    yield get
-    for proc, _ in started.values():
-        _procs.stop(proc)
 
 
 def _methods(base: str) -> list[str]:
