@@ -323,7 +323,7 @@ def test_two_replicas_deciding_on_the_same_ledger_restart_once(kubectl: Kubectl)
     generation = kubectl.json("deployment", "codebase-mcp")["metadata"]["generation"]
 
     async def race() -> tuple[list[str], list[Remediator]]:
-        client, kube, replicas, spec, ref = await _remediators(kubectl, "m", 3)
+        _, kube, replicas, spec, ref = await _remediators(kubectl, "m", 3)
         posted: list[str] = []
         try:
             await asyncio.gather(*(_step(r, kube, spec, ref, posted) for r in replicas))
@@ -333,7 +333,7 @@ def test_two_replicas_deciding_on_the_same_ledger_restart_once(kubectl: Kubectl)
             for r in replicas:
                 await _step(r, kube, spec, ref, posted)
         finally:
-            await client.close()
+            await kube.close()
         return posted, replicas
 
     posted, replicas = asyncio.run(race())
@@ -363,7 +363,7 @@ def test_a_status_write_on_a_stale_version_is_refused(kubectl: Kubectl) -> None:
                     ref, {"message": "b"}, resource_version=meta["resourceVersion"]
                 )
         finally:
-            await client.close()
+            await kube.close()
 
     asyncio.run(go())
     assert kubectl.json("mcphealth", "m")["status"]["message"] == "a"

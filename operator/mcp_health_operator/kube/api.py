@@ -2,7 +2,8 @@
 
 Status patches go to the status subresource as JSON merge patches; Events are
 created, or bumped (count, lastTimestamp) when the aggregator says a repeat;
-Services and Secrets are read in the monitor's own namespace.
+these, the frequent writes, are plain requests (``rest``). Services and
+Secrets are read in the monitor's own namespace.
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.models.core_v1 import EventSource, ObjectReference
-from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
-from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service
+from lightkube.resources.core_v1 import ConfigMap, Pod, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
 from mcp_health_operator.core.conditions import timestamp
 from mcp_health_operator.core.events import EventSpec, Post
+from mcp_health_operator.kube.rest import MERGE_PATCH, Rest, RestError
 
 GROUP, VERSION, KIND, PLURAL = "mcphealth.dev", "v1alpha1", "MCPHealthMonitor", "mcphealthmonitors"
 Monitor = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
@@ -58,9 +58,14 @@ class ServicePort:
 class Kube:
     def __init__(self, client: AsyncClient, *, instance: str | None = None) -> None:
         self.client = client
+        self.rest = Rest(client)
         self.instance = instance or socket.gethostname()
         self.status_writes = 0
         self.event_posts = 0
+
+    async def close(self) -> None:
+        await self.rest.close()
+        await self.client.close()
 
     async def patch_status(
         self, ref: ObjectRef, status: dict[str, Any], *, resource_version: str | None = None
@@ -73,20 +78,14 @@ class Kube:
         body: dict[str, Any] = {"status": status}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
-        try:
-            await self.client.patch(
-                Monitor.Status,
-                ref.name,
-                body,
-                namespace=ref.namespace,
-                patch_type=PatchType.MERGE,
-            )
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return False
-            if exc.status.code == 409:
-                raise Conflict(str(exc)) from None
-            raise
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}/status"
+        code, answer = await self.rest.send("PATCH", path, body, MERGE_PATCH)
+        if code == 404:
+            return False
+        if code == 409:
+            raise Conflict(str(RestError(code, answer)))
+        if code != 200:
+            raise RestError(code, answer)
         self.status_writes += 1
         return True
 
@@ -96,44 +95,40 @@ class Kube:
         """Create or bump an Event; ``when`` it happened, if it is posted late (default now)."""
         now = when or datetime.now(UTC)
         self.event_posts += 1
+        events = f"/api/v1/namespaces/{ref.namespace}/events"
         if not post.create:
-            try:
-                await self.client.patch(
-                    Event,
-                    post.name,
-                    {"count": post.count, "lastTimestamp": timestamp(now), "message": post.message},
-                    namespace=ref.namespace,
-                    patch_type=PatchType.MERGE,
-                )
+            bump = {"count": post.count, "lastTimestamp": timestamp(now), "message": post.message}
+            code, answer = await self.rest.send("PATCH", f"{events}/{post.name}", bump, MERGE_PATCH)
+            if code == 200:
                 return
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
-                # Expired (event TTL) or deleted: post it anew under the same name.
-        event = Event(
-            metadata=ObjectMeta(name=post.name, namespace=ref.namespace),
-            involvedObject=ObjectReference(
-                apiVersion=f"{GROUP}/{VERSION}",
-                kind=KIND,
-                name=ref.name,
-                namespace=ref.namespace,
-                uid=ref.uid,
-            ),
-            reason=spec.reason,
-            message=post.message,
-            type=spec.type,
-            count=post.count,
-            firstTimestamp=now,
-            lastTimestamp=now,
-            source=EventSource(component=COMPONENT, host=self.instance),
-            reportingComponent=f"{GROUP}/operator",
-            reportingInstance=self.instance,
-        )
-        try:
-            await self.client.create(event)
-        except ApiError as exc:
-            if exc.status.code != 409:
-                raise
+            if code != 404:
+                raise RestError(code, answer)
+            # Expired (event TTL) or deleted: post it anew under the same name.
+        stamp = timestamp(now)
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": post.name, "namespace": ref.namespace},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": ref.uid,
+            },
+            "reason": spec.reason,
+            "message": post.message,
+            "type": spec.type,
+            "count": post.count,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": COMPONENT, "host": self.instance},
+            "reportingComponent": f"{GROUP}/operator",
+            "reportingInstance": self.instance,
+        }
+        code, answer = await self.rest.send("POST", events, event)
+        if code not in (201, 409):  # 409: posted already (a retry after a lost answer)
+            raise RestError(code, answer)
 
     async def _get(self, resource: Any, namespace: str, name: str) -> Any:
         """The object, or None when it does not exist (404)."""

@@ -154,7 +154,7 @@ async def run(
     finally:
         await shutdown()  # again, if kopf stopped without its cleanup
         await runner.cleanup()
-        await client.close()
+        await kube.close()  # and the lightkube client with it
 
 
 def discoverer_of(config: Config, client: AsyncClient, instance: str) -> Discoverer | None:
