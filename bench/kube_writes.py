@@ -329,7 +329,7 @@ def main() -> int:
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="kube-writes-") as tmp,
-        controlplane.ControlPlane(Path(tmp)).start() as plane,
+        controlplane.ControlPlane(Path(tmp)) as plane,
     ):
         asyncio.run(run(args, plane))
     return 0
