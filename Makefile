@@ -105,3 +105,8 @@ cluster-down: ## stop the cluster and remove everything it made
 
 cluster-status: ## is the cluster running?
 	$(BIN)/python -m mcp_health_testbed.cluster status
+
+.PHONY: bench-kube
+bench-kube: $(STAMP) ## a status write and its Event by Kubernetes client, side by side (~2 min)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/kube_writes.py $(KUBE_ARGS)
