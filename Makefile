@@ -106,6 +106,11 @@ cluster-down: ## stop the cluster and remove everything it made
 cluster-status: ## is the cluster running?
 	$(BIN)/python -m mcp_health_testbed.cluster status
 
+# --- the benchmark's own targets ------------------------------------------------
+.PHONY: bench-fleet
+bench-fleet: $(STAMP) ## the benchmark targets' own CPU: Go fleet (bench/fleet) beside the Python fleet (~5 min)
+	$(BIN)/python bench/fleet_cost.py $(FLEET_ARGS)
+
 .PHONY: bench-kube
 bench-kube: $(STAMP) ## a status write and its Event by Kubernetes client, side by side (~2 min)
 	$(BIN)/pip install -q -e '.[bench]'

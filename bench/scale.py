@@ -1,8 +1,10 @@
 """Benchmark: the operator at scale, on real parts.
 
 Starts the real API server (``testing.controlplane``) with the CRD, K fleet
-servers (``python -m sample_mcp.fleet``: many MCP health targets per
-process, each at ``/t/<i>/mcp``), creates N Services and N
+servers (many MCP health targets per process, each at ``/t/<i>/mcp``: by
+default the Go fleet of ``bench/fleet``, a few percent of a core at a
+thousand reads a second; ``--fleet python`` for ``python -m
+sample_mcp.fleet``, the official SDK's server), creates N Services and N
 MCPHealthMonitors in a fresh namespace, runs ``mcp-health run`` as a
 subprocess with one ``--resolve`` entry per Service (by default after all
 monitors exist: a cold start of the whole fleet; ``--ramp R`` starts the
@@ -15,6 +17,9 @@ window:
   counted from the operator's ``mcp_probe_total``; its share of one core;
   its RSS (``VmRSS``, peak over the window); the share of reads that came on
   a new TCP connection (the fleet servers see the client port change);
+- beside it, the fleet servers' own CPU, per read they served and as a share
+  of one core: on a machine of two cores, targets that cost as much as the
+  operator leave it less CPU than it would have in a cluster;
 - schedule: the fleet servers log when each target's health resource is
   read; lateness is how far each inter-read gap strays from the interval
   (``|gap - interval|``, p50 / p99 / max), an overlap is a gap shorter than
@@ -38,9 +43,16 @@ fleet servers are shared).
     python bench/scale.py --monitors 100 --servers 2 --window 60 --runs 3
     python bench/scale.py --monitors 100,1000 --runs 3 --json /tmp/scale.json
     python bench/scale.py --monitors 100 --runs 1 --profile 30   # py-spy, after the window
+    python bench/scale.py --monitors 1000 --fleet python          # the SDK's servers as targets
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: the repository, not bench/, on the path
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import asyncio
@@ -55,22 +67,21 @@ import signal
 import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import httpx2
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import fleet as bench_fleet
 from mcp_health_operator.core.targets import Target
 from mcp_health_operator.probing.probe import Prober
-from mcp_health_testbed import _procs, controlplane, samples
+from mcp_health_testbed import _procs, controlplane
 
 REPO = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -96,6 +107,7 @@ class Settings:
     profile_s: float
     workdir: Path
     json_response: bool
+    fleet: bench_fleet.Kind = "go"
 
     @property
     def detection_goal_s(self) -> float:
@@ -180,12 +192,14 @@ def api_requests(text: str) -> Counter[tuple[str, str]]:
 
 @dataclass
 class FleetServer:
-    """``python -m sample_mcp.fleet`` serving targets ``first .. first + count - 1``."""
+    """A fleet server (``bench/fleet``, or ``python -m sample_mcp.fleet``) serving
+    targets ``first .. first + count - 1``."""
 
     first: int
     count: int
     log: Path
     json_response: bool = False
+    kind: bench_fleet.Kind = "go"
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
@@ -203,22 +217,16 @@ class FleetServer:
 
     def start(self) -> FleetServer:
         self.port = _procs.free_port()
-        args = [
-            sys.executable,
-            "-m",
-            "sample_mcp.fleet",
-            "--targets",
-            str(self.count),
-            "--first",
-            str(self.first),
-            "--port",
-            str(self.port),
-        ]
-        if self.json_response:
-            args.append("--json-response")
+        args, env = bench_fleet.command(
+            self.kind,
+            targets=self.count,
+            first=self.first,
+            port=self.port,
+            json_response=self.json_response,
+        )
         self.proc = subprocess.Popen(
             args,
-            env={**os.environ, "PYTHONPATH": str(samples.examples_dir())},
+            env=env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -240,7 +248,11 @@ def start_fleet(settings: Settings) -> list[FleetServer]:
         if count <= 0:
             break
         log = settings.workdir / f"fleet-{settings.monitors}-{k}.log"
-        servers.append(FleetServer(first, count, log, json_response=settings.json_response))
+        servers.append(
+            FleetServer(
+                first, count, log, json_response=settings.json_response, kind=settings.fleet
+            )
+        )
     for server in servers:
         server.start()
     return servers
@@ -576,6 +588,10 @@ class Run:
         figures["rss_mb"] = max(peak_rss, rss)
         figures["hwm_mb"] = hwm
         figures["servers_cpu_share"] = (servers_cpu1 - servers_cpu0) / elapsed
+        # What the targets cost, beside what the operator does: both share this machine.
+        figures["servers_cpu_ms_per_read"] = (
+            (servers_cpu1 - servers_cpu0) * 1000 / reads_window if reads_window else math.nan
+        )
         ncpu = os.cpu_count() or 1
         figures["machine_busy_share"] = (busy1 - busy0) / max(total1 - total0, 1) * ncpu
 
@@ -621,7 +637,9 @@ class Run:
         self.say(
             f"{probes:.0f} probes, {figures['cpu_ms_per_probe']:.2f} ms CPU/probe, "
             f"{figures['cpu_share']:.1%} of a core, RSS {figures['rss_mb']:.0f} MB, "
-            f"lateness p99 {figures['lateness_p99_s']:.3f}s"
+            f"lateness p99 {figures['lateness_p99_s']:.3f}s; {s.fleet} fleet "
+            f"{figures['servers_cpu_ms_per_read']:.3f} ms CPU/read, "
+            f"{figures['servers_cpu_share']:.1%} of a core"
         )
 
     # -- profile ----------------------------------------------------------------
@@ -899,6 +917,8 @@ ROWS = [
     Row("reads on a new TCP connection", "new_connection_share", "{:.1%}"),
     Row("operator CPU per probe", "cpu_ms_per_probe", "{:.2f} ms", "≤ 1.0 ms", lambda v, s: v <= 1),
     Row("operator CPU, share of one core", "cpu_share", "{:.1%}", "≤ 30%", lambda v, s: v <= 0.3),
+    Row("fleet servers' CPU per read served", "servers_cpu_ms_per_read", "{:.3f} ms"),
+    Row("fleet servers' CPU, share of one core", "servers_cpu_share", "{:.1%}"),
     Row("operator RSS (peak in window)", "rss_mb", "{:.0f} MB", "≤ 300 MB", lambda v, s: v <= 300),
     Row("lateness p50 (abs(gap - interval))", "lateness_p50_s", "{:.3f} s"),
     Row("lateness p99", "lateness_p99_s", "{:.3f} s", "≤ 0.5 s", lambda v, s: v <= 0.5),
@@ -937,7 +957,6 @@ ROWS = [
         lambda v, s: v <= 1,
     ),
     Row("time to all Healthy after operator start", "all_healthy_s", "{:.1f} s"),
-    Row("fleet servers' CPU, share of one core", "servers_cpu_share", "{:.1%}"),
     Row("whole machine busy, cores", "machine_busy_share", "{:.2f}"),
     Row("baseline: new mcp.Client per probe, client CPU", "baseline_fresh_client_ms", "{:.2f} ms"),
     Row("baseline: new Prober per probe, client CPU", "baseline_fresh_prober_ms", "{:.2f} ms"),
@@ -953,7 +972,8 @@ def _fmt(fmt: str, value: float) -> str:
 def report(settings: Settings, results: list[RunResult]) -> str:
     s = settings
     lines = [
-        f"### {s.monitors} monitors, {s.servers} fleet servers, interval {s.interval_s:g}s, "
+        f"### {s.monitors} monitors, {s.servers} {s.fleet} fleet servers, "
+        f"interval {s.interval_s:g}s, "
         f"failureThreshold {s.failure_threshold}; {len(results)} runs, "
         f"{s.window_s:g}s window, medians",
         "",
@@ -1065,6 +1085,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="after the window of run 1, profile the operator with py-spy this long",
     )
     parser.add_argument("--json-response", action="store_true", help="fleet servers answer JSON")
+    parser.add_argument(
+        "--fleet",
+        choices=bench_fleet.KINDS,
+        default="go",
+        help="the targets: go (bench/fleet, built with the Go toolchain on first use; the "
+        "default: it costs a few percent of a core) or python (sample_mcp.fleet, the "
+        "official SDK's server, which saturates a core at a few hundred reads/s)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--workdir", type=Path, help="logs and profiles (default: a temp dir)")
     return parser.parse_args(argv)
@@ -1099,6 +1127,7 @@ def main(argv: list[str] | None = None) -> int:
                 profile_s=args.profile,
                 workdir=workdir,
                 json_response=args.json_response,
+                fleet=args.fleet,
             )
             servers = start_fleet(settings)
             results: list[RunResult] = []

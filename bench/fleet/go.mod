@@ -1,0 +1,3 @@
+module mcphealth.dev/bench/fleet
+
+go 1.22
