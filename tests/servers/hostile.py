@@ -246,32 +246,13 @@ class Misbehave:
 
     async def _refuse_discover(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """Answer a ``server/discover`` POST with method-not-found; else replay the body."""
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        try:
-            request = json.loads(body)
-        except ValueError:
-            request = None
+        request, receive = await _read_request(receive)
         if isinstance(request, dict) and request.get("method") == "server/discover":
             error = {"code": -32601, "message": "Method not found: server/discover"}
             reply = {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
             await JSONResponse(reply)(scope, receive, send)
             return None
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return replay
+        return receive
 
     async def _misbehave(self, start: Message | None, body: bytes, send: Send) -> None:
         before, _, after = body.partition(MARKER.encode())
@@ -327,29 +308,35 @@ class Recorder:
         if scope["method"] != "POST":
             await self.inner(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        try:
-            request = json.loads(body)
-        except ValueError:
-            request = None
+        request, receive = await _read_request(receive)
         if isinstance(request, dict) and isinstance(request.get("method"), str):
             self.methods.append(request["method"])
-        replayed = False
+        await self.inner(scope, receive, send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.inner(scope, replay, send)
+async def _read_request(receive: Receive) -> tuple[Any, Receive]:
+    """A request body's JSON (None if it is not), and a receive that replays the body."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = b"".join(chunks)
+    try:
+        request = json.loads(body)
+    except ValueError:
+        request = None
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return request, replay
 
 
 def _security() -> Any:
