@@ -93,7 +93,8 @@ def conclude(
 ) -> Report:
     """``fields``: the remediation's part of the status; ``due``: the write budget's answer."""
     verdict, obs = evidence.verdict, evidence.obs
-    extra = {**evidence.fields, **fields}
+    # Only read here: a monitor of one address has no fields of its own to merge.
+    extra = {**evidence.fields, **fields} if evidence.fields else fields
     key = status.key(
         verdict=verdict,
         obs=obs,

@@ -38,9 +38,9 @@ def transitions(
 ) -> list[EventSpec]:
     """Events for the change from the previous verdict (``None``: first probe) to this one."""
     out: list[EventSpec] = []
-    detail = verdict.message
+    # The message is made only for an Event: nearly every verdict has none.
     if previous_reachable is not False and not verdict.reachable:
-        out.append(EventSpec(WARNING, "ProbeFailed", f"probe failed: {detail}"))
+        out.append(EventSpec(WARNING, "ProbeFailed", f"probe failed: {verdict.message}"))
     elif previous_reachable is False and verdict.reachable:
         out.append(EventSpec(NORMAL, "ProbeRecovered", "probe succeeded again"))
 
@@ -52,11 +52,11 @@ def transitions(
                     WARNING,
                     "HealthUnhealthy",
                     f"Unhealthy after {verdict.consecutive_failures} consecutive failed "
-                    f"probes: {detail}",
+                    f"probes: {verdict.message}",
                 )
             )
         elif health is Health.DEGRADED:
-            out.append(EventSpec(WARNING, "HealthDegraded", f"Degraded: {detail}"))
+            out.append(EventSpec(WARNING, "HealthDegraded", f"Degraded: {verdict.message}"))
         elif health is Health.HEALTHY and previous_health in (Health.DEGRADED, Health.UNHEALTHY):
             out.append(
                 EventSpec(NORMAL, "HealthRecovered", f"Healthy again (was {previous_health})")

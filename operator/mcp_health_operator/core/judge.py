@@ -147,15 +147,21 @@ class Verdict:
     # What this probe alone says, before thresholds hold it back.
     instant: Health = Health.UNKNOWN
 
+    # The reasons are read on every probe (the write budget's key): a list is
+    # built faster than a generator runs, and most verdicts find nothing.
     @property
     def reasons(self) -> tuple[str, ...]:
-        return tuple(f.reason.value for f in self.findings)
+        if not self.findings:
+            return ()
+        return tuple([f.reason.value for f in self.findings])
 
     @property
     def message(self) -> str:
+        if not self.findings:
+            return ""
         # Bounded: it goes into conditions, status and Events, and a server
         # may report thousands of failing checks.
-        text = "; ".join(f.message for f in self.findings)
+        text = "; ".join([f.message for f in self.findings])
         return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 
     def history(self) -> History:
@@ -172,53 +178,64 @@ class Assessment:
 
 def assess(obs: Observation, thresholds: Thresholds) -> Assessment:
     """One probe on its own: severity and findings, no history."""
+    return Assessment(*_assess(obs, thresholds))
+
+
+# An assessment's fields, as ``judge`` takes them apart (no object per probe).
+_Assessed = tuple[Severity, tuple[Finding, ...], str, bool]
+
+
+def _assess(obs: Observation, thresholds: Thresholds) -> _Assessed:
     failure = _PROBE_FAILURES.get(obs.outcome)
     if failure is not None:
         reason, severity, counts = failure
         text = obs.message or obs.outcome
         # A server that asks us to back off is reachable, and answering.
         reachable = reason is Reason.RATE_LIMITED
-        return Assessment(severity, (Finding(reason, severity, text),), counts, reachable)
+        return severity, (Finding(reason, severity, text),), counts, reachable
     if obs.document is None and obs.method == HANDSHAKE:
         # The server answered the protocol; it publishes no figures to judge.
-        findings = tuple(_tools_findings(obs.missing_tools)) + tuple(
-            _latency_findings(obs.latency_ms, thresholds)
-        )
-        severity = max((f.severity for f in findings), default=Severity.OK)
-        counts = "failure" if severity is Severity.UNHEALTHY else "success"
-        return Assessment(severity, findings, counts)
-    if obs.document is None:  # an "Ok" without a document cannot happen; be safe
-        finding = Finding(Reason.INVALID_HEALTH_DOCUMENT, Severity.UNHEALTHY, "no document")
-        return Assessment(Severity.UNHEALTHY, (finding,), "failure", reachable=False)
-    findings = (
-        tuple(_document_findings(obs.document, thresholds))
-        + tuple(_tools_findings(obs.missing_tools))
-        + tuple(_latency_findings(obs.latency_ms, thresholds))
-    )
-    severity = max((f.severity for f in findings), default=Severity.OK)
+        found: list[Finding] = []
+    elif obs.document is None:  # an "Ok" without a document cannot happen; be safe
+        return Severity.UNHEALTHY, (_NO_DOCUMENT,), "failure", False
+    else:
+        found = _document_findings(obs.document, thresholds)
+    if obs.missing_tools:
+        found += _tools_findings(obs.missing_tools)
+    if obs.latency_ms > thresholds.probe_latency_ms:
+        found += _latency_findings(obs.latency_ms, thresholds)
+    if not found:
+        return Severity.OK, (), "success", True
+    severity = max([f.severity for f in found])
     counts = "failure" if severity is Severity.UNHEALTHY else "success"
-    return Assessment(severity, findings, counts)
+    return severity, tuple(found), counts, True
+
+
+# The findings whose message is always the same, made once.
+_NO_DOCUMENT = Finding(Reason.INVALID_HEALTH_DOCUMENT, Severity.UNHEALTHY, "no document")
+_REPORTED_UNHEALTHY = Finding(
+    Reason.SERVER_REPORTED_UNHEALTHY, Severity.UNHEALTHY, "server reports unhealthy"
+)
+_REPORTED_DEGRADED = Finding(
+    Reason.SERVER_REPORTED_DEGRADED, Severity.DEGRADED, "server reports degraded"
+)
+_DATABASE_DISCONNECTED = Finding(
+    Reason.DATABASE_DISCONNECTED, Severity.UNHEALTHY, "database disconnected"
+)
+_DATABASE_DEGRADED = Finding(Reason.DATABASE_DEGRADED, Severity.DEGRADED, "database degraded")
 
 
 def _document_findings(doc: HealthCheckResponse, t: Thresholds) -> list[Finding]:
     found: list[Finding] = []
     if doc.status == "unhealthy":
-        found.append(
-            Finding(
-                Reason.SERVER_REPORTED_UNHEALTHY, Severity.UNHEALTHY, "server reports unhealthy"
-            )
-        )
+        found.append(_REPORTED_UNHEALTHY)
     elif doc.status == "degraded":
-        found.append(
-            Finding(Reason.SERVER_REPORTED_DEGRADED, Severity.DEGRADED, "server reports degraded")
-        )
+        found.append(_REPORTED_DEGRADED)
 
     if doc.database_status == "disconnected":
-        found.append(
-            Finding(Reason.DATABASE_DISCONNECTED, Severity.UNHEALTHY, "database disconnected")
-        )
+        found.append(_DATABASE_DISCONNECTED)
     elif doc.database_status == "degraded":
-        found.append(Finding(Reason.DATABASE_DEGRADED, Severity.DEGRADED, "database degraded"))
+        found.append(_DATABASE_DEGRADED)
 
     latency = doc.database_latency_ms()
     if latency is not None and latency > t.database_latency_ms:
@@ -269,9 +286,12 @@ def _document_findings(doc: HealthCheckResponse, t: Thresholds) -> list[Finding]
                 )
             )
 
+    checks = doc.checks
+    if all(check.status == "pass" for check in checks.values()):
+        return found  # the usual case: nothing to sort through
     covered = {"database"} if doc.database_status == "disconnected" else set()
-    for name in sorted(doc.checks):
-        check = doc.checks[name]
+    for name in sorted(checks):
+        check = checks[name]
         if name in covered:
             continue  # already said, more precisely, by DatabaseDisconnected
         if check.status == "fail":
@@ -329,17 +349,17 @@ def judge(
     success_threshold: int = 1,
 ) -> Verdict:
     """The effective health after this probe."""
-    a = assess(obs, thresholds)
-    instant = _HEALTH_OF[a.severity]
+    severity, findings, counts_as, reachable = _assess(obs, thresholds)
+    instant = _HEALTH_OF[severity]
     failures, successes = history.consecutive_failures, history.consecutive_successes
     health = history.health
 
-    if a.counts_as == "failure":
+    if counts_as == "failure":
         failures, successes = failures + 1, 0
         if failures >= failure_threshold:
             health = Health.UNHEALTHY
         # Below the threshold the previous verdict holds (kubelet semantics).
-    elif a.counts_as == "success":
+    elif counts_as == "success":
         failures, successes = 0, successes + 1
         leaving_bad = history.health in (Health.UNHEALTHY, Health.UNKNOWN)
         if not leaving_bad or successes >= success_threshold:
@@ -347,14 +367,7 @@ def judge(
     else:
         # Neutral (401/403, 429): counters untouched; a refusal of our
         # credentials shows as Degraded unless something worse already holds.
-        if a.severity is Severity.DEGRADED and history.health is not Health.UNHEALTHY:
+        if severity is Severity.DEGRADED and history.health is not Health.UNHEALTHY:
             health = Health.DEGRADED
 
-    return Verdict(
-        health=health,
-        findings=a.findings,
-        consecutive_failures=failures,
-        consecutive_successes=successes,
-        reachable=a.reachable,
-        instant=instant,
-    )
+    return Verdict(health, findings, failures, successes, reachable, instant)

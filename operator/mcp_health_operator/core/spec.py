@@ -9,6 +9,7 @@ object stored before a default existed) means the same thing.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -121,11 +122,13 @@ class ProbeSpec(_Spec):
         parse_duration(value)  # raises, and pydantic names the field
         return value
 
-    @property
+    # Read on every probe; a frozen spec's values never change, so each is
+    # worked out once (a cached_property is no field: not in dumps or equality).
+    @cached_property
     def interval_s(self) -> float:
         return parse_duration(self.interval)
 
-    @property
+    @cached_property
     def timeout_s(self) -> float:
         return parse_duration(self.timeout)
 
@@ -150,6 +153,11 @@ class ThresholdsSpec(_Spec):
     )
 
     def to_thresholds(self) -> Thresholds:
+        return self._thresholds
+
+    @cached_property
+    def _thresholds(self) -> Thresholds:
+        # Asked on every probe; the spec is frozen, and so is what it makes.
         return Thresholds(
             pool_degraded=self.pool_utilization.degraded,
             pool_unhealthy=_or(self.pool_utilization.unhealthy, 0.95),
@@ -242,6 +250,12 @@ class RemediationSpec(_Spec):
         return self
 
     def to_policy(self) -> Policy:
+        return self._policy
+
+    @cached_property
+    def _policy(self) -> Policy:
+        # Asked on every probe of a monitor that remediates; made once, as
+        # the spec and the policy are both frozen.
         restart = self.restart
         scaling = self.pool_scaling
         pods = self.pod_deletion

@@ -179,12 +179,17 @@ def significant(status: dict[str, Any], thresholds: Thresholds) -> tuple[Any, ..
 
 def _fields_key(fields: Mapping[str, Any]) -> tuple[Any, ...]:
     """The key's part from the fields beside what ``build`` makes (remediation, endpoints)."""
+    endpoints = fields.get("endpoints")
     return (
         repr(fields.get("remediation")),
         tuple(
-            (e.get("address"), e.get("port"), e.get("pod"), e.get("health"), e.get("reason"))
-            for e in fields.get("endpoints") or ()
-        ),
+            [
+                (e.get("address"), e.get("port"), e.get("pod"), e.get("health"), e.get("reason"))
+                for e in endpoints
+            ]
+        )
+        if endpoints
+        else (),
         repr(fields.get("endpointSummary")),
     )
 
@@ -205,26 +210,36 @@ def key(
     status would carry beside what ``build`` makes (remediation, endpoints).
     """
     doc = obs.document
-    pool = doc.connection_pool if doc is not None else None
+    reported: str | None = None
+    database: str | None = None
+    checks: tuple[tuple[str, str], ...] = ()
+    pool = None
+    if doc is not None:
+        reported, database, pool = doc.status, doc.database_status, doc.connection_pool
+        checks = tuple(sorted([(k, v.status) for k, v in doc.checks.items()]))
+    # build() keeps the utilization rounded to 4 places; the band is of that.
+    band = pool_band(round(pool.pool_utilization, 4) if pool is not None else None, thresholds)
     server = (
         (identity.name, identity.version, identity.protocol_version, identity.transport)
         if identity is not None
-        else (None, None, None, None)
+        else _NO_SERVER
     )
     return (
         verdict.health.value,
-        tuple(verdict.reasons),
-        doc.status if doc is not None else None,
-        doc.database_status if doc is not None else None,
-        # build() keeps the utilization rounded to 4 places; the band is of that.
-        pool_band(round(pool.pool_utilization, 4) if pool is not None else None, thresholds),
+        verdict.reasons,
+        reported,
+        database,
+        band,
         generation,
         obs.outcome == "Ok",
         obs.method,
         server,
-        tuple(sorted((k, v.status) for k, v in doc.checks.items())) if doc is not None else (),
+        checks,
         *_fields_key(extra or {}),
     )
+
+
+_NO_SERVER = (None, None, None, None)
 
 
 class WriteBudget:

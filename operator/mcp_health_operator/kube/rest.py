@@ -8,6 +8,8 @@ buy nothing for a merge patch of a dict. Connection and credentials come from
 the lightkube client's own configuration: its server, its TLS context (CA and
 client certificate), and the ``Authorization`` header its auth sets (a token,
 a token file as kubelet rotates it, an exec plugin), asked again after a 401.
+The periodic listing of the monitors goes the same way (``get``): only their
+UIDs are wanted, which a metadata-only list gives without decoding objects.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ TIMEOUT_S = 10.0
 
 
 class RestError(Exception):
-    """A write the API server refused with a status other than the caller's expected ones."""
+    """A request the API server answered with a status other than the caller's expected ones."""
 
     def __init__(self, status: int, body: bytes) -> None:
         try:
@@ -62,25 +64,35 @@ class Rest:
     ) -> tuple[int, bytes]:
         """The status and body of the answer; a 401 asks the credentials again, once."""
         data = json.dumps(body, separators=(",", ":")).encode()
+        return await self._exchange(
+            method, path, data, {"Content-Type": content_type, "Accept": JSON}
+        )
+
+    async def get(self, path: str, *, accept: str = JSON) -> tuple[int, bytes]:
+        """The status and body of a GET (``path`` with its query), as ``send``."""
+        return await self._exchange("GET", path, None, {"Accept": accept})
+
+    async def _exchange(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
         for attempt in range(2):
             if not self._authorized or attempt:
                 await self._authorize()
-            status, answer = await self._request(method, path, data, content_type)
+            status, answer = await self._request(method, path, data, headers)
             if status != 401:
                 break
         return status, answer
 
     async def _request(
-        self, method: str, path: str, data: bytes, content_type: str
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
-        headers = {"Content-Type": content_type, "Accept": JSON}
         if self._authorization is not None:
-            headers["Authorization"] = self._authorization
+            headers = {**headers, "Authorization": self._authorization}
         async with self._session.request(
             method, self.server + path, data=data, headers=headers, ssl=self._tls
         ) as resp:
