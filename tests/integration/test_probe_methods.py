@@ -16,11 +16,13 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from mcp import Client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp_health_operator.core import judge
 from mcp_health_operator.core.targets import Method, Target, Transport
 from mcp_health_operator.probing.probe import Outcome, Prober, ProbeResult
+from mcp_health_operator.probing.session import Session
 from mcp_health_testbed import _procs
 from tests.conftest import HOSTILE
 from tests.integration.conftest import ServerFactory
@@ -210,3 +212,37 @@ async def test_a_handshake_probe_of_a_stopped_server_is_unreachable(
         await prober.aclose()
     assert second.outcome is Outcome.UNREACHABLE, second
     assert _verdict(second).reasons == ("TargetUnreachable",)
+
+
+@pytest.mark.parametrize("era", ["modern", "legacy"])
+async def test_a_2026_session_is_made_without_the_sdks_client(
+    server: ServerFactory, era: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK's client costs ~5 ms of CPU a session; a 2026 server's
+    # server/discover and listings are plain requests. A handshake-era server
+    # still gets the SDK's negotiation, once.
+    made: list[Session] = []
+    new_client = Session._new_client
+
+    def counted(self: Session) -> Client:
+        made.append(self)
+        return new_client(self)
+
+    monkeypatch.setattr(Session, "_new_client", counted)
+    transport, args = ERAS[era]
+    base = server("mcp", *args, "--behaviour", "ok")
+    results, asked = await _probe(Target(base, transport, method=Method.AUTO), 3)
+    for result in results:
+        assert result.outcome is Outcome.OK and result.document is not None, result
+        assert result.method is Method.HEALTH_RESOURCE
+        assert result.server is not None and result.server.name == "hostile-mcp"
+    assert asked["resources/list"] == 1 and asked["resources/read"] == 3, asked
+    if era == "modern":
+        assert made == [], "no SDK client for a 2026 server"
+        assert asked["server/discover"] == 1 and "initialize" not in asked, asked
+        assert results[0].server is not None
+        assert results[0].server.protocol_version in MODERN_PROTOCOL_VERSIONS
+    else:
+        assert len(made) == 1 and asked["initialize"] == 1, asked
+        # Its refusal of the plain server/discover, then the SDK's own.
+        assert asked["server/discover"] <= 2, asked

@@ -14,7 +14,6 @@ monitor depends on change (``requeue``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -92,6 +91,7 @@ class MonitorWorker:
         self._prober: probe.Prober | None = None
         self._group: fanout.EndpointGroup | None = None
         self._spec: specs.MonitorSpec | None = None
+        self._interval_s = 5.0  # the spec's, parsed once per generation
         self._configured_generation: int | None = None
         # The Services, Secrets and EndpointSlices the spec reads: a change to
         # one requeues this monitor (see Fleet.dependency_changed).
@@ -111,7 +111,8 @@ class MonitorWorker:
         self.outbox: outbox.Outbox[_Status] = outbox.Outbox(
             write=self._send_status, post=self.spool.post, label=_key(obj.ref)
         )
-        self._wake = asyncio.Event()
+        # The sleep between probes, which a requeue ends early.
+        self._waiter: asyncio.Future[None] | None = None
         self._next_delay: float | None = None
         self.probes = 0
 
@@ -142,7 +143,7 @@ class MonitorWorker:
             self._group.relist_soon()
         else:
             self._configured_generation = None
-        self._wake.set()
+        _wake(self._waiter)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -170,11 +171,17 @@ class MonitorWorker:
             await group.aclose()
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
-        # asyncio.timeout, not wait_for: no task per sleep.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
+        # A future and a timer: no task per sleep (wait_for), and no
+        # cancellation raised through the loop at each timeout
+        # (asyncio.timeout) -- at thousands of monitors each costs.
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     def _spec_generation(self) -> int:
         """The generation of the spec in use: a newer object may have arrived
@@ -184,7 +191,7 @@ class MonitorWorker:
         return self.obj.generation
 
     def _interval(self) -> float:
-        return self._spec.probe.interval_s if self._spec is not None else 5.0
+        return self._interval_s
 
     # -- one probe: probe → judge → conclude → outbox ---------------------------
 
@@ -374,6 +381,7 @@ class MonitorWorker:
         self.figures.endpoints = ()
         try:
             self._spec = specs.parse(obj.spec)
+            self._interval_s = self._spec.probe.interval_s
         except specs.SpecError as exc:
             await self._refuse(Refused("InvalidSpec", str(exc)), display=self.figures.target)
             return
@@ -454,6 +462,11 @@ def _identity(result: probe.ProbeResult | None) -> status.Identity | None:
         return None
     s = result.server
     return status.Identity(s.name, s.version, s.protocol_version, s.transport.value)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def _key(ref: ObjectRef) -> str:

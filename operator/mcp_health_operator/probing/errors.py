@@ -1,7 +1,7 @@
 """The one place a failure becomes an outcome.
 
 Whatever stops a probe short of a document (an exception from the SDK,
-httpx2, aiohttp or ``wire``, an HTTP status, a JSON-RPC error, a document
+httpx2, ``wire``, an HTTP status, a JSON-RPC error, a document
 that does not parse) becomes a ``ProbeFailure`` here: an ``Outcome`` and a
 message fit for a status condition and an Event (bounded, no secrets).
 ``failure`` maps whatever ended a probe; the rest judge an answer the probe
@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-import aiohttp
 import httpx2
 from mcp import MCPError
 from mcp.client.streamable_http import MCP_SESSION_ID
@@ -107,6 +106,8 @@ def failure(
         return ProbeFailure(Outcome.PROTOCOL_ERROR, f"resources/read: {exc}", keep_session=True)
     if isinstance(exc, wire.Lost):
         return ProbeFailure(Outcome.UNREACHABLE, "connection to the server was lost")
+    if isinstance(exc, wire.CannotConnect):
+        return cannot_connect(exc.host, exc.port, exc.os_error)
     # A refused body first: once the probe gave up on a session, the SDK's
     # requests on it may meet 404s that say nothing.
     return refused or (answered() if answered else None) or classify(exc)
@@ -131,13 +132,9 @@ def classify(exc: BaseException) -> ProbeFailure:
         if isinstance(leaf, TimeoutError | httpx2.TimeoutException):
             return ProbeFailure(Outcome.TIMEOUT, "timed out")
     for leaf in leaves:
-        if isinstance(leaf, aiohttp.ClientConnectorError):
-            # Its str() carries the repr of an SSL context object: name host,
-            # port and the OS error only (this message goes to status and Events).
-            why = leaf.os_error.strerror or str(leaf.os_error) or type(leaf.os_error).__name__
-            where = f"{leaf.host}:{leaf.port}"
-            return ProbeFailure(Outcome.UNREACHABLE, f"cannot connect to {where}: {short(why)}")
-        if isinstance(leaf, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        if isinstance(leaf, wire.CannotConnect):
+            return cannot_connect(leaf.host, leaf.port, leaf.os_error)
+        if isinstance(leaf, wire.Lost):
             return ProbeFailure(Outcome.UNREACHABLE, "connection to the server was lost")
     for leaf in leaves:
         if isinstance(leaf, httpx2.ConnectError | ConnectionError | OSError):
@@ -156,6 +153,13 @@ def classify(exc: BaseException) -> ProbeFailure:
             return ProbeFailure(Outcome.UNREACHABLE, f"{type(leaf).__name__}: {short(str(leaf))}")
     first = leaves[0] if leaves else exc
     return ProbeFailure(Outcome.PROTOCOL_ERROR, f"{type(first).__name__}: {short(str(first))}")
+
+
+def cannot_connect(host: str, port: int, os_error: OSError) -> ProbeFailure:
+    # Name host, port and the OS error only (this message goes to status and
+    # Events; an SSL error's str() may carry more than a reader needs).
+    why = os_error.strerror or str(os_error) or type(os_error).__name__
+    return ProbeFailure(Outcome.UNREACHABLE, f"cannot connect to {host}:{port}: {short(why)}")
 
 
 def _leaves(exc: BaseException, depth: int = 0) -> list[BaseException]:

@@ -31,6 +31,7 @@ message naming the limit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import warnings
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ class Prober:
         # many monitors would otherwise read as slow servers).
         self._read_started: float | None = None
 
-    @property
+    @functools.cached_property
     def url(self) -> str:
         return endpoint(self.target.url, self.target.transport)
 
@@ -248,6 +249,8 @@ class Prober:
             self._read_started = time.perf_counter()
             if self.target.transport is Transport.STREAMABLE_HTTP:
                 payload = await self._session.read()
+            elif client is None:
+                raise AssertionError("an SSE session is the SDK's client")
             elif self._session.method is Method.HANDSHAKE:
                 await self._ping(client)
                 payload = None
@@ -284,9 +287,15 @@ class Prober:
 
     # -- MCP ---------------------------------------------------------------
 
-    async def _session_with_resources(self) -> Client:
-        """The session, which serves resources unless it judges by the handshake."""
-        client = await self._session.open()
+    async def _session_with_resources(self) -> Client | None:
+        """The session, which serves resources unless it judges by the handshake.
+
+        None: a 2026 session made without the SDK's client (``Session.discover``).
+        """
+        session = self._session
+        client = None
+        if not await session.discover():
+            client = await session.open()
         if self._session.method is Method.HEALTH_RESOURCE and not self._session.has_resources:
             raise ProbeFailure(
                 Outcome.RESOURCE_NOT_FOUND,
