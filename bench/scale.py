@@ -240,22 +240,113 @@ class FleetServer:
 
 
 def start_fleet(settings: Settings) -> list[FleetServer]:
-    per = math.ceil(settings.monitors / settings.servers)
-    servers = []
-    for k in range(settings.servers):
+    return start_servers(
+        settings.monitors,
+        settings.servers,
+        settings.workdir,
+        json_response=settings.json_response,
+        kind=settings.fleet,
+    )
+
+
+def start_servers(
+    monitors: int,
+    servers: int,
+    workdir: Path,
+    *,
+    json_response: bool = False,
+    kind: bench_fleet.Kind = "go",
+) -> list[FleetServer]:
+    """Targets ``0 .. monitors - 1`` split evenly over this many fleet servers, started."""
+    per = math.ceil(monitors / servers)
+    out = []
+    for k in range(servers):
         first = k * per
-        count = min(per, settings.monitors - first)
+        count = min(per, monitors - first)
         if count <= 0:
             break
-        log = settings.workdir / f"fleet-{settings.monitors}-{k}.log"
-        servers.append(
-            FleetServer(
-                first, count, log, json_response=settings.json_response, kind=settings.fleet
-            )
-        )
-    for server in servers:
+        log = workdir / f"fleet-{monitors}-{k}.log"
+        out.append(FleetServer(first, count, log, json_response=json_response, kind=kind))
+    for server in out:
         server.start()
-    return servers
+    return out
+
+
+def server_of(servers: Sequence[FleetServer], tid: int) -> FleetServer:
+    return next(s for s in servers if s.owns(tid))
+
+
+def operator_command(
+    namespace: str, metrics_port: int, servers: Sequence[FleetServer], monitors: int
+) -> list[str]:
+    """``mcp-health run`` for one namespace, each Service resolved to its fleet server."""
+    resolve = []
+    for tid in range(monitors):
+        port = server_of(servers, tid).port
+        resolve += ["--resolve", f"mcp-{tid}.{namespace}.svc:{SERVICE_PORT}=127.0.0.1:{port}"]
+    return [
+        sys.executable,
+        "-m",
+        "mcp_health_operator.runtime.cli",
+        "run",
+        "--namespace",
+        namespace,
+        "--metrics-port",
+        str(metrics_port),
+        "--metrics-host",
+        "127.0.0.1",
+        *resolve,
+    ]
+
+
+async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def monitor_healths(api: Api, namespace: str) -> dict[str, str]:
+    """``status.health`` of every monitor in the namespace, by name ("" before the first)."""
+    body = await api.get(MONITORS_API.format(ns=namespace))
+    return {
+        item["metadata"]["name"]: (item.get("status") or {}).get("health", "")
+        for item in body["items"]
+    }
+
+
+async def fleet_totals(http: httpx2.AsyncClient, servers: Sequence[FleetServer]) -> tuple[int, int]:
+    """(reads, reads that came on a new connection) over all fleet servers so far."""
+    reads = connections = 0
+    for server in servers:
+        response = await http.get(f"{server.base_url}/control/stats")
+        response.raise_for_status()
+        body = response.json()
+        reads += int(body["reads"])
+        connections += int(body["connections"])
+    return reads, connections
+
+
+async def fleet_arrivals(
+    http: httpx2.AsyncClient, servers: Sequence[FleetServer], since: float
+) -> dict[int, list[float]]:
+    """Read times (epoch seconds) at or after ``since``, by target."""
+    out: dict[int, list[float]] = {}
+    for server in servers:
+        response = await http.get(
+            f"{server.base_url}/control/arrivals", params={"since": repr(since)}
+        )
+        response.raise_for_status()
+        for tid, times in response.json()["arrivals"].items():
+            out[int(tid)] = [float(t) for t in times]
+    return out
 
 
 class Api:
@@ -311,6 +402,15 @@ def service_obj(tid: int) -> dict[str, Any]:
 
 
 def monitor_obj(tid: int, settings: Settings) -> dict[str, Any]:
+    return monitor_manifest(
+        tid, settings.interval_s, settings.timeout_s, settings.failure_threshold
+    )
+
+
+def monitor_manifest(
+    tid: int, interval_s: float, timeout_s: float, failure_threshold: int
+) -> dict[str, Any]:
+    """The MCPHealthMonitor ``mcp-<tid>`` of Service ``mcp-<tid>``, target ``/t/<tid>/mcp``."""
     return {
         "apiVersion": "mcphealth.dev/v1alpha1",
         "kind": "MCPHealthMonitor",
@@ -322,9 +422,9 @@ def monitor_obj(tid: int, settings: Settings) -> dict[str, Any]:
                 "path": f"/t/{tid}/mcp",
             },
             "probe": {
-                "interval": f"{settings.interval_s:g}s",
-                "timeout": f"{settings.timeout_s:g}s",
-                "failureThreshold": settings.failure_threshold,
+                "interval": f"{interval_s:g}s",
+                "timeout": f"{timeout_s:g}s",
+                "failureThreshold": failure_threshold,
             },
         },
     }
@@ -364,7 +464,7 @@ class Run:
         print(f"[{self.settings.monitors} monitors, run {self.index}] {text}", flush=True)
 
     def server_of(self, tid: int) -> FleetServer:
-        return next(s for s in self.servers if s.owns(tid))
+        return server_of(self.servers, tid)
 
     async def execute(self) -> RunResult:
         try:
@@ -423,26 +523,11 @@ class Run:
 
     async def start_operator(self) -> None:
         self.metrics_port = _procs.free_port()
-        resolve = []
-        for tid in range(self.settings.monitors):
-            port = self.server_of(tid).port
-            resolve += [
-                "--resolve",
-                f"mcp-{tid}.{self.namespace}.svc:{SERVICE_PORT}=127.0.0.1:{port}",
-            ]
         log = self.settings.workdir / f"operator-{self.namespace}.log"
         self.operator = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mcp_health_operator.runtime.cli",
-            "run",
-            "--namespace",
-            self.namespace,
-            "--metrics-port",
-            str(self.metrics_port),
-            "--metrics-host",
-            "127.0.0.1",
-            *resolve,
+            *operator_command(
+                self.namespace, self.metrics_port, self.servers, self.settings.monitors
+            ),
             env={**os.environ, "KUBECONFIG": str(self.plane.kubeconfig)},
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -452,16 +537,8 @@ class Run:
 
     async def stop_operator(self) -> None:
         proc, self.operator = self.operator, None
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=20)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        if proc is not None:
+            await stop_process(proc)
 
     @property
     def operator_pid(self) -> int:
@@ -469,11 +546,7 @@ class Run:
         return self.operator.pid
 
     async def healths(self) -> dict[str, str]:
-        body = await self.api.get(MONITORS_API.format(ns=self.namespace))
-        return {
-            item["metadata"]["name"]: (item.get("status") or {}).get("health", "")
-            for item in body["items"]
-        }
+        return await monitor_healths(self.api, self.namespace)
 
     async def wait_all_healthy(self) -> None:
         """Until every monitor is Healthy; past the deadline, measure whatever state it is in.
@@ -512,26 +585,10 @@ class Run:
         return len(items), sum(int(e.get("count") or 1) for e in items)
 
     async def fleet_stats(self) -> tuple[int, int]:
-        """(reads, reads that came on a new connection) over all fleet servers so far."""
-        reads = connections = 0
-        for server in self.servers:
-            response = await self.http.get(f"{server.base_url}/control/stats")
-            response.raise_for_status()
-            body = response.json()
-            reads += int(body["reads"])
-            connections += int(body["connections"])
-        return reads, connections
+        return await fleet_totals(self.http, self.servers)
 
     async def arrivals(self, since: float) -> dict[int, list[float]]:
-        out: dict[int, list[float]] = {}
-        for server in self.servers:
-            response = await self.http.get(
-                f"{server.base_url}/control/arrivals", params={"since": repr(since)}
-            )
-            response.raise_for_status()
-            for tid, times in response.json()["arrivals"].items():
-                out[int(tid)] = [float(t) for t in times]
-        return out
+        return await fleet_arrivals(self.http, self.servers, since)
 
     # -- the window -------------------------------------------------------------
 
