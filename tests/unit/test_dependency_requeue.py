@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 from mcp_health_operator.controller.fleet import Fleet
-from mcp_health_operator.controller.monitor import MonitorWorker
+from mcp_health_operator.controller.monitor import MonitorObject, MonitorWorker
 from mcp_health_operator.core.config import Config
-from mcp_health_operator.kube.api import Kube
+from mcp_health_operator.kube.api import Kube, ObjectRef
 
 
 class Worker:
@@ -15,6 +15,7 @@ class Worker:
         self.deps = frozenset(deps)
         self.refused = refused
         self.requeued: list[str] = []
+        self.obj: MonitorObject | None = None
 
     def requeue(self, kind: str = "Service") -> None:
         self.requeued.append(kind)
@@ -23,7 +24,10 @@ class Worker:
 def fleet_of(**workers: Worker) -> Fleet:
     fleet = Fleet(kube=cast(Kube, object()), config=Config())
     for name, worker in workers.items():
+        worker.obj = MonitorObject(ObjectRef("ns", name, f"uid-{name}"), 1, {})
         fleet.workers[("ns", name)] = cast(MonitorWorker, worker)
+        # What a worker's configuration tells the fleet of the objects it reads.
+        fleet._deps_changed(cast(MonitorWorker, worker), frozenset())
     return fleet
 
 
@@ -59,3 +63,11 @@ def test_an_endpointslice_change_says_so_to_the_monitor() -> None:
     fleet = fleet_of(m=worker)
     fleet.dependency_changed(*SLICES, version="fleet-abc@3")
     assert worker.requeued == ["EndpointSlice"]
+
+
+def test_a_stopped_monitor_is_requeued_no_more() -> None:
+    worker = Worker(SECRET)
+    fleet = fleet_of(m=worker)
+    fleet._stop(("ns", "m"))
+    assert fleet.dependency_changed(*SECRET, version="2") == 0
+    assert worker.requeued == []

@@ -19,6 +19,7 @@ from mcp_health_operator.controller.monitor import MonitorObject, MonitorWorker
 from mcp_health_operator.core import events, remediation
 from mcp_health_operator.core.config import Config
 from mcp_health_operator.kube.api import Kube
+from mcp_health_operator.kube.resolver import Dependency
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ class Fleet:
         self._seen: dict[Key, float] = {}  # when each monitor was first delivered
         # resourceVersion of each Service/Secret last delivered (for relists).
         self._dep_versions: dict[tuple[str, str, str], str] = {}
+        # The workers using each dependency: a watch event finds its monitors
+        # without walking them all (a start's listing of N Services was N x N).
+        self._users: dict[Dependency, set[MonitorWorker]] = {}
 
     def upsert(self, obj: MonitorObject) -> None:
         if self._stopped:
@@ -91,6 +95,7 @@ class Fleet:
             aggregator=self.aggregator,
             fleet_state=self.state,
             on_gone=self.gone,
+            on_deps=self._deps_changed,
         )
         self.workers[key] = worker
         self._tasks[key] = asyncio.create_task(self._run(key, worker), name=f"monitor {key}")
@@ -127,7 +132,7 @@ class Fleet:
         only if it differs from the version last seen (it changed in a gap).
         """
         dep = (kind, namespace, name)
-        hit = [w for w in self.workers.values() if dep in w.deps]
+        hit = list(self._users.get(dep, ()))
         if not hit:  # versions are kept only of what some monitor here uses
             self._dep_versions.pop(dep, None)
             return 0
@@ -182,6 +187,21 @@ class Fleet:
             task.cancel()
         if worker is not None:
             self.aggregator.forget(worker.obj.ref.uid)
+            self._deps_changed(worker, worker.deps, gone=True)
+
+    def _deps_changed(
+        self, worker: MonitorWorker, before: frozenset[Dependency], *, gone: bool = False
+    ) -> None:
+        for dep in before:
+            users = self._users.get(dep)
+            if users is not None:
+                users.discard(worker)
+                if not users:
+                    del self._users[dep]
+        ref = worker.obj.ref
+        if not gone and self.workers.get((ref.namespace, ref.name)) is worker:
+            for dep in worker.deps:
+                self._users.setdefault(dep, set()).add(worker)
 
     def state(self) -> remediation.FleetState:
         """How many monitors are Unhealthy, and how many turned so just now (for the breaker)."""

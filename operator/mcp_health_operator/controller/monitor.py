@@ -80,9 +80,11 @@ class MonitorWorker:
         aggregator: events.Aggregator,
         fleet_state: Callable[[], remediation.FleetState] | None = None,
         on_gone: Callable[[MonitorObject], None] | None = None,
+        on_deps: Callable[[MonitorWorker, frozenset[resolver.Dependency]], None] | None = None,
     ) -> None:
         self.obj = obj
         self.on_gone = on_gone
+        self.on_deps = on_deps
         self.kube = kube
         self.config = config
         self.resolver = resolver.Resolver(kube, config)
@@ -385,7 +387,9 @@ class MonitorWorker:
         except specs.SpecError as exc:
             await self._refuse(Refused("InvalidSpec", str(exc)), display=self.figures.target)
             return
-        self.deps = resolver.dependencies(self._spec, obj.ref.namespace)
+        before, self.deps = self.deps, resolver.dependencies(self._spec, obj.ref.namespace)
+        if self.on_deps is not None and before != self.deps:
+            self.on_deps(self, before)
         try:
             resolved = await self.resolver.resolve(self._spec, obj.ref.namespace)
         except Refused as refusal:
