@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from mcp_health_operator.core.judge import Health, Verdict
 
@@ -99,13 +98,16 @@ _V = TypeVar("_V")
 class _LRU(Generic[_K, _V]):
     """A map of at most ``size`` entries; a new one evicts the least recently used."""
 
-    __slots__ = ("_data", "size")
+    __slots__ = ("_by_first", "_data", "size")
 
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError(f"an LRU needs room for one entry at least, not {size}")
         self.size = size
         self._data: OrderedDict[_K, _V] = OrderedDict()
+        # Tuple keys by their first item (the object's UID): forgetting one
+        # object must not walk every entry (a stop of N monitors was N x N).
+        self._by_first: dict[Any, set[_K]] = {}
 
     def __len__(self) -> int:
         return len(self._data)
@@ -118,14 +120,26 @@ class _LRU(Generic[_K, _V]):
         return value
 
     def put(self, key: _K, value: _V) -> None:
+        if key not in self._data and isinstance(key, tuple):
+            self._by_first.setdefault(key[0], set()).add(key)
         self._data[key] = value
         self._data.move_to_end(key)
         if len(self._data) > self.size:
-            self._data.popitem(last=False)
+            old, _ = self._data.popitem(last=False)
+            self._unindex(old)
 
-    def discard(self, doomed: Callable[[_K], bool]) -> None:
-        for key in [k for k in self._data if doomed(k)]:
-            del self._data[key]
+    def discard_first(self, first: Any) -> None:
+        """Drop every tuple key whose first item is ``first``."""
+        for key in self._by_first.pop(first, ()):
+            self._data.pop(key, None)
+
+    def _unindex(self, key: _K) -> None:
+        if isinstance(key, tuple):
+            keys = self._by_first.get(key[0])
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_first[key[0]]
 
 
 class Aggregator:
@@ -214,9 +228,9 @@ class Aggregator:
         Its Event budget is kept (it leaves by eviction only, as in client-go):
         a worker that restarts must not get a fresh burst.
         """
-        self._exact.discard(lambda k: k[0] == uid)
-        self._similar.discard(lambda k: k[0] == uid)
-        self._combined.discard(lambda k: k[0] == uid)
+        self._exact.discard_first(uid)
+        self._similar.discard_first(uid)
+        self._combined.discard_first(uid)
 
     def sizes(self) -> dict[str, int]:
         """Entries per map, for tests and benchmarks."""

@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
 import kopf
@@ -72,7 +73,26 @@ def settings(config: Config) -> kopf.OperatorSettings:
     # namespaces (a namespaced install has no right to) and watching CRDs.
     exact = config.namespaces and not any(set("*?[!") & set(n) for n in config.namespaces)
     s.scanning.disabled = bool(exact)
+    s.persistence.diffbase_storage = _NoDiffBase()
     return s
+
+
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff-base: every handler here is a raw event handler, which needs none.
+
+    kopf builds one per watch event anyway, a deep copy of the whole object
+    (its status and managedFields included): at a cold start of thousands
+    of monitors, a fifth of the operator's CPU.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
 
 
 async def run(
