@@ -88,7 +88,12 @@ class Rest:
     ) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
+                # Per connection and per read, not in total: at a cold start
+                # thousands of requests wait their turn for the pool's
+                # connections, and that wait is no failure of the API server.
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=TIMEOUT_S, sock_read=TIMEOUT_S
+                ),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         if self._authorization is not None:
