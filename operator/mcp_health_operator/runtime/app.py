@@ -29,7 +29,7 @@ from mcp_health_operator.kube import watch
 from mcp_health_operator.kube.api import Kube
 from mcp_health_operator.kube.discovery import Discovery
 from mcp_health_operator.kube.leases import Members, default_identity, pod_owner
-from mcp_health_operator.runtime import handlers
+from mcp_health_operator.runtime import handlers, heap
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ async def run(
     members = membership(config, client, fleet, discoverer)
     member_task = asyncio.create_task(members.run(), name="members") if members else None
     resync_task = asyncio.create_task(fleet.resync_forever(config.resync_s), name="resync")
+    freezer = asyncio.create_task(heap.Freezer(lambda: len(fleet.workers)).run(), name="heap")
     discovery_task = (
         asyncio.create_task(discoverer.run(), name="discovery") if discoverer is not None else None
     )
@@ -134,6 +135,7 @@ async def run(
 
     async def shutdown() -> None:
         resync_task.cancel()
+        freezer.cancel()
         if discovery_task is not None:
             discovery_task.cancel()
         for task in own_watches:
