@@ -99,6 +99,10 @@ class Kube:
         self.instance = instance or socket.gethostname()
         self.status_writes = 0
         self.event_posts = 0
+        # The spec of each Service the shared watch delivered (see ``service_seen``):
+        # a monitor reads its Service from here, not with a GET of its own
+        # (a cold start of N monitors was N GETs beside the watch's listing).
+        self._services: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def close(self) -> None:
         await self.rest.close()
@@ -213,20 +217,29 @@ class Kube:
                     break
         return uids
 
+    def service_seen(self, namespace: str, name: str, spec: dict[str, Any] | None) -> None:
+        """The watch delivered a Service (its spec), or its deletion (None)."""
+        if spec is None:
+            self._services.pop((namespace, name), None)
+        else:
+            self._services[(namespace, name)] = {
+                "type": spec.get("type"),
+                "externalName": spec.get("externalName"),
+                "ports": [
+                    {"port": p.get("port"), "name": p.get("name")} for p in spec.get("ports") or ()
+                ],
+            }
+
     async def service_port(self, namespace: str, name: str, port: int | str) -> ServicePort:
         """The Service's port ``port`` (a number or a port name), and its ExternalName if any.
 
-        A plain GET through ``rest``: at a cold start every monitor reads its
-        Service at once, and through lightkube's client that was a third of
-        the operator's CPU (a TLS connection per concurrent request, models).
+        From the shared watch's copy when it has one (a change there requeues
+        the monitor, so a newer copy is read again); else one plain GET through
+        ``rest`` (lightkube's client cost a third of a cold start's CPU).
         """
-        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/services/{quote(name, safe='')}"
-        code, answer = await self.rest.get(path)
-        if code == 404:
-            raise NotFound(f"Service {namespace}/{name} not found")
-        if code != 200:
-            raise RestError(code, answer)
-        spec = json.loads(answer).get("spec") or {}
+        spec = self._services.get((namespace, name))
+        if spec is None:
+            spec = await self._service_spec(namespace, name)
         external = spec.get("externalName") if spec.get("type") == "ExternalName" else None
         for p in spec.get("ports") or ():
             if p.get("port") == port or (p.get("name") is not None and p.get("name") == port):
@@ -235,6 +248,16 @@ class Kube:
             # An ExternalName Service needs no ports: the name is an alias.
             return ServicePort(port, "", external)
         raise NotFound(f"Service {namespace}/{name} has no port {port}")
+
+    async def _service_spec(self, namespace: str, name: str) -> dict[str, Any]:
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/services/{quote(name, safe='')}"
+        code, answer = await self.rest.get(path)
+        if code == 404:
+            raise NotFound(f"Service {namespace}/{name} not found")
+        if code != 200:
+            raise RestError(code, answer)
+        spec = json.loads(answer).get("spec")
+        return spec if isinstance(spec, dict) else {}
 
     async def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
         """The Service's EndpointSlices as dicts (one list call, by the service-name label)."""

@@ -119,7 +119,7 @@ async def run(
     members = membership(config, client, fleet, discoverer)
     member_task = asyncio.create_task(members.run(), name="members") if members else None
     resync_task = asyncio.create_task(fleet.resync_forever(config.resync_s), name="resync")
-    freezer = asyncio.create_task(heap.Freezer(lambda: len(fleet.workers)).run(), name="heap")
+    freezer = asyncio.create_task(heap.Freezer().run(), name="heap")
     discovery_task = (
         asyncio.create_task(discoverer.run(), name="discovery") if discoverer is not None else None
     )

@@ -53,6 +53,11 @@ def register(
 
     @kopf.on.event("", "v1", "services", registry=registry)
     async def service_event(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+        # The copy first: the monitors the change requeues read it.
+        meta = body.metadata
+        fleet.kube.service_seen(
+            meta.namespace or "", meta.name or "", None if type == "DELETED" else dict(body.spec)
+        )
         changed("Service", type, body)
         if discoverer is not None:  # the same watch: annotated Services ask for monitors
             discoverer.service_event(type, body)
