@@ -322,6 +322,35 @@ async def monitor_healths(api: Api, namespace: str) -> dict[str, str]:
     }
 
 
+async def follow_healths(api: Api, namespace: str, update: Callable[[str, str], bool]) -> None:
+    """``update(name, health)`` of every monitor, listed then watched, until it says done."""
+    listing = await api.get(MONITORS_API.format(ns=namespace))
+    done = False
+    for item in listing["items"]:
+        done = update(item["metadata"]["name"], (item.get("status") or {}).get("health", ""))
+    if done:
+        return
+    path = MONITORS_API.format(ns=namespace)
+    version = listing["metadata"]["resourceVersion"]
+    params = {"watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true"}
+    while True:
+        timeout = httpx2.Timeout(10.0, read=None)
+        async with api.http.stream("GET", path, params=params, timeout=timeout) as resp:
+            resp.raise_for_status()
+            async for line in resp.aiter_lines():
+                if not line:
+                    continue
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                meta = obj.get("metadata") or {}
+                if meta.get("resourceVersion"):
+                    params["resourceVersion"] = meta["resourceVersion"]
+                if event.get("type") in ("ADDED", "MODIFIED") and meta.get("name"):
+                    health = (obj.get("status") or {}).get("health", "")
+                    if update(meta["name"], health):
+                        return
+
+
 async def fleet_totals(http: httpx2.AsyncClient, servers: Sequence[FleetServer]) -> tuple[int, int]:
     """(reads, reads that came on a new connection) over all fleet servers so far."""
     reads = connections = 0
@@ -821,32 +850,7 @@ class Run:
         figures["start_api_rate"] = total / took if took > 0 else math.nan
 
     async def follow_healths(self, update: Callable[[str, str], bool]) -> None:
-        """``update(name, health)`` of every monitor, listed then watched, until it says done."""
-        listing = await self.api.get(MONITORS_API.format(ns=self.namespace))
-        done = False
-        for item in listing["items"]:
-            done = update(item["metadata"]["name"], (item.get("status") or {}).get("health", ""))
-        if done:
-            return
-        path = MONITORS_API.format(ns=self.namespace)
-        version = listing["metadata"]["resourceVersion"]
-        params = {"watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true"}
-        while True:
-            timeout = httpx2.Timeout(10.0, read=None)
-            async with self.api.http.stream("GET", path, params=params, timeout=timeout) as resp:
-                resp.raise_for_status()
-                async for line in resp.aiter_lines():
-                    if not line:
-                        continue
-                    event = json.loads(line)
-                    obj = event.get("object") or {}
-                    meta = obj.get("metadata") or {}
-                    if meta.get("resourceVersion"):
-                        params["resourceVersion"] = meta["resourceVersion"]
-                    if event.get("type") in ("ADDED", "MODIFIED") and meta.get("name"):
-                        health = (obj.get("status") or {}).get("health", "")
-                        if update(meta["name"], health):
-                            return
+        await follow_healths(self.api, self.namespace, update)
 
     async def watch_health(
         self, version: str, names: dict[str, int], seen: dict[int, float], done: asyncio.Event

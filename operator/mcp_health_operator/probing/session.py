@@ -192,7 +192,8 @@ class Session:
         answer = await self._call(self._prepare(version, "server/discover", {}), probing_era=True)
         found = _discovered(answer)
         if found is None:
-            self.legacy = True
+            # A server error says nothing of the era: asked again next time.
+            self.legacy = answer is not _SERVER_ERROR
             return False
         self._connected_at = time.monotonic()
         version, info, capabilities = found
@@ -385,6 +386,8 @@ class Session:
             known = errors.status_failure(reply.status, reply.headers)
             if known is not None:
                 raise known
+            if reply.status >= 500:
+                return _SERVER_ERROR
             ok = 200 <= reply.status < 300 and reply.message is not None
             return reply.message.get("result") if ok and reply.message else None
         failure = errors.reply_failure(
@@ -762,6 +765,9 @@ class _SessionHolder:
             task.exception()  # retrieved: a dying session's error is not news
         if self._ready.done() and not self._ready.cancelled():
             self._ready.exception()
+
+
+_SERVER_ERROR = object()  # what a 5xx answer to server/discover was
 
 
 def _discovered(answer: Any) -> tuple[str, Implementation | None, ServerCapabilities] | None:
