@@ -82,7 +82,7 @@ bench-scale: setup ## the operator at 100 / 1,000 / 3,000 monitors (~30 min)
 	$(BIN)/python bench/scale.py --monitors 100,1000,3000 --servers 2 --window 60 --runs 3 $(SCALE_ARGS)
 
 .PHONY: bench-shards
-bench-shards: $(STAMP) ## 10,000 monitors over 3 shard replicas, one killed (~25 min)
+bench-shards: $(STAMP) ## 10,000 monitors over 3 shard replicas, one killed (~35 min)
 	$(BIN)/python bench/shards.py --monitors 10000 --replicas 3 --interval 15 --runs 3 $(SHARDS_ARGS)
 
 # --- a real single-node cluster (kubelet, containerd, CoreDNS, kube-proxy) ---
