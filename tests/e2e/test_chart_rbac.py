@@ -188,6 +188,18 @@ def test_the_operator_does_its_whole_job_with_the_charts_rbac_and_no_more(
     wait_for(lambda: health(kubectl, "authed") == "Healthy", timeout=30, what="'authed' Healthy")
     assert conditions(kubectl, "authed")["Reachable"]["status"] == "True"
 
+    # A monitor of a Service that does not exist: the shared watch holds no
+    # copy of it, so the operator asks the API server (get services) and
+    # refuses the monitor.
+    kubectl.apply(monitor("nowhere", service="not-there"))
+    wait_for(
+        lambda: (
+            conditions(kubectl, "nowhere").get("Reachable", {}).get("reason") == "ServiceNotFound"
+        ),
+        timeout=30,
+        what="'nowhere' refused",
+    )
+
     # Its Lease, created and renewed (patched) as the ServiceAccount, and listed.
     lease = kubectl.json("lease", "mcp-health-operator-op-0")
     assert lease["spec"]["holderIdentity"] == "op-0"
