@@ -328,10 +328,15 @@ async def follow_healths(api: Api, namespace: str, update: Callable[[str, str], 
     done = False
     for item in listing["items"]:
         done = update(item["metadata"]["name"], (item.get("status") or {}).get("health", ""))
-    if done:
-        return
+    if not done:
+        await watch_healths(api, namespace, listing["metadata"]["resourceVersion"], update)
+
+
+async def watch_healths(
+    api: Api, namespace: str, version: str, update: Callable[[str, str], bool]
+) -> None:
+    """``update(name, health)`` of each monitor added or changed after ``version``, until done."""
     path = MONITORS_API.format(ns=namespace)
-    version = listing["metadata"]["resourceVersion"]
     params = {"watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true"}
     while True:
         timeout = httpx2.Timeout(10.0, read=None)
@@ -855,27 +860,14 @@ class Run:
     async def watch_health(
         self, version: str, names: dict[str, int], seen: dict[int, float], done: asyncio.Event
     ) -> None:
-        path = MONITORS_API.format(ns=self.namespace)
-        params = {"watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true"}
-        while not done.is_set():
-            timeout = httpx2.Timeout(10.0, read=None)
-            async with self.api.http.stream("GET", path, params=params, timeout=timeout) as resp:
-                resp.raise_for_status()
-                async for line in resp.aiter_lines():
-                    if not line:
-                        continue
-                    event = json.loads(line)
-                    obj = event.get("object") or {}
-                    meta = obj.get("metadata") or {}
-                    if meta.get("resourceVersion"):
-                        params["resourceVersion"] = meta["resourceVersion"]
-                    tid = names.get(meta.get("name", ""))
-                    health = (obj.get("status") or {}).get("health")
-                    if tid is not None and health == "Unhealthy" and tid not in seen:
-                        seen[tid] = time.time()
-                        if len(seen) == len(names):
-                            done.set()
-                            return
+        def update(name: str, health: str) -> bool:
+            tid = names.get(name)
+            if tid is not None and health == "Unhealthy" and tid not in seen:
+                seen[tid] = time.time()
+            return len(seen) == len(names)
+
+        await watch_healths(self.api, self.namespace, version, update)
+        done.set()
 
     # -- baseline ---------------------------------------------------------------
 
