@@ -426,6 +426,28 @@ async def gather_limited(jobs: Iterable[Awaitable[None]], limit: int = 16) -> No
     await asyncio.gather(*(one(job) for job in jobs))
 
 
+async def create_services(
+    api: Api, http: httpx2.AsyncClient, servers: Sequence[FleetServer], namespace: str, n: int
+) -> float:
+    """The namespace and Services ``mcp-0`` .. ``mcp-<n-1>`` in it, the fleet's read logs
+    reset; the seconds it took."""
+    await api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
+    started = time.monotonic()
+    await gather_limited(
+        api.create(f"/api/v1/namespaces/{namespace}/services", service_obj(i)) for i in range(n)
+    )
+    for server in servers:
+        (await http.post(f"{server.base_url}/control/reset")).raise_for_status()
+    return time.monotonic() - started
+
+
+async def create_monitors(api: Api, namespace: str, manifests: Iterable[dict[str, Any]]) -> float:
+    """The monitors, all at once (a cold start of the whole fleet); the seconds it took."""
+    started = time.monotonic()
+    await gather_limited(api.create(MONITORS_API.format(ns=namespace), m) for m in manifests)
+    return time.monotonic() - started
+
+
 def service_obj(tid: int) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -532,25 +554,16 @@ class Run:
     # -- setup ----------------------------------------------------------------
 
     async def setup(self) -> None:
-        n, ns = self.settings.monitors, self.namespace
-        await self.api.create("/api/v1/namespaces", {"metadata": {"name": ns}})
-        started = time.monotonic()
-        await gather_limited(
-            self.api.create(f"/api/v1/namespaces/{ns}/services", service_obj(i)) for i in range(n)
-        )
-        for server in self.servers:
-            (await self.http.post(f"{server.base_url}/control/reset")).raise_for_status()
-        self.say(f"{n} Services created in {time.monotonic() - started:.1f}s")
+        n = self.settings.monitors
+        took = await create_services(self.api, self.http, self.servers, self.namespace, n)
+        self.say(f"{n} Services created in {took:.1f}s")
 
     async def create_monitors(self) -> None:
         """All at once (a cold start of the whole fleet), or ``--ramp`` per second."""
         n, ns, ramp = self.settings.monitors, self.namespace, self.settings.ramp_per_s
         started = time.monotonic()
         if ramp <= 0:
-            await gather_limited(
-                self.api.create(MONITORS_API.format(ns=ns), monitor_obj(i, self.settings))
-                for i in range(n)
-            )
+            await create_monitors(self.api, ns, (monitor_obj(i, self.settings) for i in range(n)))
         else:
             for i in range(n):
                 await asyncio.sleep(max(0.0, started + i / ramp - time.monotonic()))

@@ -84,15 +84,15 @@ from bench.scale import (
     FleetServer,
     api_requests,
     cpu_seconds,
+    create_monitors,
+    create_services,
     fleet_arrivals,
     follow_healths,
-    gather_limited,
     install_crds,
     memory_mb,
     monitor_manifest,
     operator_command,
     percentile,
-    service_obj,
     start_servers,
     stop_process,
 )
@@ -341,24 +341,14 @@ class Run:
 
     async def setup(self) -> None:
         s, ns = self.settings, self.namespace
-        await self.api.create("/api/v1/namespaces", {"metadata": {"name": ns}})
-        started = time.monotonic()
-        await gather_limited(
-            self.api.create(f"/api/v1/namespaces/{ns}/services", service_obj(i))
+        took = await create_services(self.api, self.http, self.servers, ns, s.monitors)
+        self.say(f"{s.monitors} Services created in {took:.1f}s")
+        manifests = (
+            monitor_manifest(i, s.interval_s, s.timeout_s, s.failure_threshold)
             for i in range(s.monitors)
         )
-        for server in self.servers:
-            (await self.http.post(f"{server.base_url}/control/reset")).raise_for_status()
-        self.say(f"{s.monitors} Services created in {time.monotonic() - started:.1f}s")
-        started = time.monotonic()
-        await gather_limited(
-            self.api.create(
-                MONITORS_API.format(ns=ns),
-                monitor_manifest(i, s.interval_s, s.timeout_s, s.failure_threshold),
-            )
-            for i in range(s.monitors)
-        )
-        self.say(f"{s.monitors} monitors created in {time.monotonic() - started:.1f}s")
+        took = await create_monitors(self.api, ns, manifests)
+        self.say(f"{s.monitors} monitors created in {took:.1f}s")
 
     async def start_replicas(self) -> None:
         s = self.settings
