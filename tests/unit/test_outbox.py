@@ -153,3 +153,25 @@ def test_clear_drops_the_unsent_status_and_step_of_an_old_spec() -> None:
         return api.calls
 
     assert asyncio.run(scenario()) == ["status old", "status new"]
+
+
+def test_an_idle_outbox_holds_no_task_and_the_next_report_starts_one() -> None:
+    """Thousands of monitors are idle nearly all the time: none may keep a task waiting."""
+
+    async def scenario() -> tuple[int, int, list[str]]:
+        api = Api()
+        box = outbox(api)
+        before = len(asyncio.all_tasks())
+        box.submit(status="1", events=False, step=None)
+        during = len(asyncio.all_tasks())
+        await box.drain()
+        await settle()
+        after = len(asyncio.all_tasks())
+        box.submit(status="2", events=True, step=None)  # a later report still goes out
+        await box.drain()
+        await box.aclose()
+        return during - before, after - before, api.calls
+
+    during, after, calls = asyncio.run(scenario())
+    assert (during, after) == (1, 0)
+    assert calls == ["status 1", "status 2", "events"]

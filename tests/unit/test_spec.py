@@ -358,3 +358,26 @@ def test_per_endpoint_defaults_repeat_the_crds() -> None:
     model = spec.PerEndpointSpec.model_validate({}).model_dump(by_alias=True)
     assert defaults == model == {"enabled": True, "policy": "all"}
     assert props["properties"]["policy"]["enum"] == ["any", "majority", "all"]
+
+
+def test_monitors_with_the_same_settings_share_one_instance_of_each() -> None:
+    """Thousands of monitors: one frozen probe/thresholds/remediation value each, not a copy."""
+    a = spec.parse({"target": {"service": {"name": "a", "port": 80}}})
+    b = spec.parse(
+        {
+            "target": {"service": {"name": "b", "port": 80}},
+            "thresholds": {"poolUtilization": {"degraded": 0.8, "unhealthy": 0.95}},  # the default
+            "remediation": {"dryRun": True},
+        }
+    )
+    c = spec.parse(
+        {
+            "target": {"service": {"name": "c", "port": 80}},
+            "probe": {"interval": "10s"},
+            "remediation": {"dryRun": True},
+        }
+    )
+    assert a.probe is b.probe and a.thresholds is b.thresholds
+    assert b.remediation is c.remediation
+    assert c.probe is not a.probe and c.probe.interval_s == 10.0 and a.probe.interval_s == 5.0
+    assert a.target is not b.target

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -98,7 +99,12 @@ class Fleet:
             on_deps=self._deps_changed,
         )
         self.workers[key] = worker
-        self._tasks[key] = asyncio.create_task(self._run(key, worker), name=f"monitor {key}")
+        # A fresh context: a task copies its creator's, and kopf's handler
+        # context holds the whole watch event (managedFields and all), which
+        # a monitor would otherwise keep for its lifetime (12 KB each).
+        self._tasks[key] = asyncio.create_task(
+            self._run(key, worker), name=f"monitor {key}", context=contextvars.Context()
+        )
 
     async def _run(self, key: Key, worker: MonitorWorker) -> None:
         try:

@@ -3,10 +3,11 @@
 A hung API server makes each call wait out the client's timeout; were the
 probe loop to wait with it, a monitor probed every second would probe once
 every ten. The probe loop hands its report here and goes on; one task per
-monitor sends, in the order the probe loop used to (status, then Events,
-then the remediation step), and only what is still current: a status or a
-step superseded by a newer probe before it was sent is dropped, so a step
-never acts on a verdict older than the latest.
+monitor sends, while there is something to send (an idle monitor keeps no
+task: thousands of them would each hold one), in the order the probe loop
+used to (status, then Events, then the remediation step), and only what is
+still current: a status or a step superseded by a newer probe before it was
+sent is dropped, so a step never acts on a verdict older than the latest.
 
 Plain asyncio: no Kubernetes client, no HTTP (the callables do the I/O).
 """
@@ -39,9 +40,6 @@ class Outbox(Generic[S]):
         self._status: S | None = None
         self._step: Step | None = None
         self._events = False
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._task: asyncio.Task[None] | None = None
 
     def submit(self, *, status: S | None, events: bool, step: Step | None) -> None:
@@ -53,9 +51,7 @@ class Outbox(Generic[S]):
         self._step = step
         if self._status is None and not self._events and self._step is None:
             return  # nearly every probe: nothing to send, no wake-up
-        self._idle.clear()
-        self._wake.set()
-        if self._task is None:
+        if self._task is None:  # else the running one takes it before it ends
             self._task = asyncio.create_task(self._run(), name=f"outbox {self._label}")
 
     def clear(self) -> None:
@@ -69,7 +65,8 @@ class Outbox(Generic[S]):
 
     async def drain(self) -> None:
         """Until everything submitted so far is sent (or given up on)."""
-        await self._idle.wait()
+        if self._task is not None:
+            await asyncio.wait([self._task])  # it ends only when nothing is pending
 
     async def aclose(self) -> None:
         """Stop sending; what is in flight is abandoned (as if the operator stopped)."""
@@ -80,15 +77,16 @@ class Outbox(Generic[S]):
                 await task
         self.clear()
         self._events = False
-        self._idle.set()
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
+        try:
             while self.pending:
                 await self._send_once()
-            self._idle.set()
+        finally:
+            # No await between the last look at ``pending`` and here: a report
+            # submitted meanwhile either was seen or starts a new task.
+            if self._task is asyncio.current_task():
+                self._task = None
 
     async def _send_once(self) -> None:
         status, self._status = self._status, None

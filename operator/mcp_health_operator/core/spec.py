@@ -9,6 +9,7 @@ object stored before a default existed) means the same thing.
 from __future__ import annotations
 
 import re
+import weakref
 from functools import cached_property
 from typing import Any, Literal
 
@@ -291,11 +292,26 @@ def _or(value: float | None, default: float) -> float:
     return default if value is None else value  # 0 is a threshold, not "unset"
 
 
+# Thousands of monitors share a handful of probe, threshold and remediation
+# settings: one frozen instance of each value (and what it works out once)
+# instead of a copy per monitor. Weak: a value no monitor uses is forgotten.
+_SHARED: weakref.WeakValueDictionary[_Spec, _Spec] = weakref.WeakValueDictionary()
+
+
 class MonitorSpec(_Spec):
     target: TargetSpec
-    probe: ProbeSpec = Field(default_factory=lambda: ProbeSpec.model_validate({}))
-    thresholds: ThresholdsSpec = Field(default_factory=lambda: ThresholdsSpec.model_validate({}))
+    probe: ProbeSpec = Field(
+        default_factory=lambda: ProbeSpec.model_validate({}), validate_default=True
+    )
+    thresholds: ThresholdsSpec = Field(
+        default_factory=lambda: ThresholdsSpec.model_validate({}), validate_default=True
+    )
     remediation: RemediationSpec | None = None
+
+    @field_validator("probe", "thresholds", "remediation", mode="after")
+    @classmethod
+    def _shared(cls, value: _Spec | None) -> _Spec | None:
+        return None if value is None else _SHARED.setdefault(value, value)
 
 
 class SpecError(ValueError):
