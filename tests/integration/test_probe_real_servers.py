@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -143,6 +144,25 @@ async def test_persistent_session_is_reused_across_probes(
         for _ in range(5):
             assert (await prober.probe()).ok
         assert prober._session.request is request
+    finally:
+        await prober.aclose()
+
+
+async def test_the_operators_own_stall_is_neither_latency_nor_a_timeout(
+    sample_server: SampleFactory, pg: Postgres
+) -> None:
+    """The answer arrives while the operator's process is held (a loaded node): it is read
+    when the process runs again, within the timeout and at the server's latency."""
+    server = sample_server("codebase-mcp", dsn=pg.dsn)
+    prober = Prober(Target(server.base_url), timeout=1.0)
+    try:
+        assert (await prober.probe()).ok  # the session is made
+        probing = asyncio.ensure_future(prober.probe())
+        # Runs once the probe has sent its read and waits for the answer.
+        asyncio.get_running_loop().call_soon(time.sleep, 1.5)
+        result = await probing
+        assert result.ok, result
+        assert result.latency_ms < 500, result
     finally:
         await prober.aclose()
 

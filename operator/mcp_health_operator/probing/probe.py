@@ -30,7 +30,6 @@ message naming the limit.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 import warnings
@@ -46,7 +45,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from mcp_health_operator.core import health, judge
 from mcp_health_operator.core.health import HealthCheckResponse
 from mcp_health_operator.core.targets import Method, Target, Transport, endpoint
-from mcp_health_operator.probing import errors
+from mcp_health_operator.probing import errors, stalls
 from mcp_health_operator.probing.errors import Outcome as Outcome
 from mcp_health_operator.probing.errors import ProbeFailure as ProbeFailure
 from mcp_health_operator.probing.errors import classify as classify
@@ -111,6 +110,10 @@ class Prober:
         # a probe's latency is its read's, not the handshake's (a start-up of
         # many monitors would otherwise read as slow servers).
         self._read_started: float | None = None
+        # The loop's stall time (``stalls``) when the probe, and its read,
+        # began: the operator's own waiting is not the server's latency.
+        self._stall_at_start = 0.0
+        self._stall_at_read = 0.0
 
     @functools.cached_property
     def url(self) -> str:
@@ -128,12 +131,13 @@ class Prober:
     async def probe(self, *, timeout: float | None = None) -> ProbeResult:
         started = time.perf_counter()
         self._read_started = None
+        self._stall_at_start = stalls.clock().total()
         budget = self.timeout if timeout is None else timeout
         session = self._session
         if session.steady:
             # The common case, kept free of anyio scopes and the SDK's client.
             try:
-                async with asyncio.timeout(budget):
+                async with stalls.Timeout(budget):
                     payload = await session.read()
                     document = self._parse(payload)
                 return self._result(Outcome.OK, started, document=document)
@@ -155,6 +159,7 @@ class Prober:
         # Waiting for a slot is the operator's queue, not the server's
         # latency, so the probe's clock starts after it.
         async with handshake_slots():
+            self._stall_at_start = stalls.clock().total()
             return await self._probe_afresh(time.perf_counter(), budget)
 
     async def _probe_afresh(self, started: float, budget: float) -> ProbeResult:
@@ -220,10 +225,13 @@ class Prober:
         )
 
     def _result(self, outcome: Outcome, started: float, **fields: Any) -> ProbeResult:
-        if outcome is Outcome.OK and self._read_started is not None:
-            started = max(started, self._read_started)
+        stall_at_start = self._stall_at_start
+        read_started = self._read_started
+        if outcome is Outcome.OK and read_started is not None and read_started > started:
+            started, stall_at_start = read_started, self._stall_at_read
         self._read_started = None
-        latency = (time.perf_counter() - started) * 1000.0
+        stalled = stalls.clock().total() - stall_at_start
+        latency = max(time.perf_counter() - started - stalled, 0.0) * 1000.0
         session = self._session
         return ProbeResult(
             outcome=outcome,
@@ -247,6 +255,7 @@ class Prober:
         else:
             client = await self._session_with_resources()
             self._read_started = time.perf_counter()
+            self._stall_at_read = stalls.clock().total()
             if self.target.transport is Transport.STREAMABLE_HTTP:
                 payload = await self._session.read()
             elif client is None:

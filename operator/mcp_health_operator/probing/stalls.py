@@ -1,0 +1,110 @@
+"""Time the operator's own event loop could not run, which a probe must not blame on its server.
+
+On a loaded node (an API server's burst of writes, a neighbour's CPU) the
+operator's process waits for a core, and an answer that arrived meanwhile is
+read only when it runs again. Counted as the server's, that wait makes a slow
+probe and, past the timeout, a failed one: ProbeFailed Events and status
+writes that load the API server further, so the operator waits longer still
+(5,000 monitors on two cores never settled that way).
+
+A sentinel callback runs every ``PERIOD_S``; how late it runs is a stall.
+``Clock.total()`` is the stall time so far, with a sentinel overdue right now
+counted too; a probe reads it when it starts and when it ends, and
+``Timeout`` moves a deadline back by the stall since it was set.
+
+Plain asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from types import TracebackType
+
+PERIOD_S = 0.05
+# Lateness below this is the loop's ordinary jitter, not a stall.
+JITTER_S = 0.005
+
+
+class Clock:
+    """The stall time of one event loop; made by ``clock()``, runs while its loop does."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # No reference to the loop: the loop's timer holds this object, and
+        # the registry below must let a closed loop go.
+        self._total = 0.0
+        self._due = loop.time() + PERIOD_S
+        loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        late = now - self._due
+        if late > JITTER_S:
+            self._total += late
+        self._due = now + PERIOD_S
+        loop.call_at(self._due, self._tick)
+
+    def total(self) -> float:
+        """Seconds of stall so far (never decreases)."""
+        late = asyncio.get_running_loop().time() - self._due
+        return self._total + late if late > JITTER_S else self._total
+
+
+_clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Clock] = weakref.WeakKeyDictionary()
+
+
+def clock() -> Clock:
+    """The running loop's clock, started on first use."""
+    loop = asyncio.get_running_loop()
+    found = _clocks.get(loop)
+    if found is None:
+        found = _clocks[loop] = Clock(loop)
+    return found
+
+
+class Timeout:
+    """``asyncio.timeout(budget)``, less the loop's stalls since entry (up to another budget).
+
+    A deadline reached during a stall moves back by the stall time, so an
+    answer waiting unread gets read; a server that does not answer still
+    fails, after at most twice the budget, and only while the operator stalls.
+    """
+
+    __slots__ = ("_at_entry", "_budget", "_clock", "_deadline", "_handle", "_inner")
+
+    def __init__(self, budget: float) -> None:
+        self._budget = budget
+        self._inner = asyncio.timeout(None)
+        self._handle: asyncio.TimerHandle | None = None
+
+    async def __aenter__(self) -> Timeout:
+        loop = asyncio.get_running_loop()
+        self._clock = clock()
+        self._at_entry = self._clock.total()
+        self._deadline = loop.time() + self._budget
+        await self._inner.__aenter__()
+        self._handle = loop.call_at(self._deadline, self._check)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        await self._inner.__aexit__(exc_type, exc, tb)  # raises TimeoutError when it expired
+
+    def _check(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        stalled = min(self._clock.total() - self._at_entry, self._budget)
+        due = self._deadline + stalled
+        if now < due - JITTER_S:
+            self._handle = loop.call_at(due, self._check)
+        else:
+            self._handle = None
+            self._inner.reschedule(now)  # expires now: the task is cancelled

@@ -1,0 +1,84 @@
+"""The loop's own stalls are not the server's: not its latency, not a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from mcp_health_operator.probing import stalls
+
+
+def block(seconds: float) -> None:
+    """The process holds the loop (as when it waits for a core on a loaded node)."""
+    time.sleep(seconds)
+
+
+def test_the_clock_counts_a_blocked_loop_and_not_an_idle_one() -> None:
+    async def scenario() -> tuple[float, float]:
+        clock = stalls.clock()
+        t0 = clock.total()
+        await asyncio.sleep(0.3)  # idle: every sentinel on time
+        idle = clock.total() - t0
+        t1 = clock.total()
+        block(0.3)
+        blocked = clock.total() - t1  # counted at once: the sentinel is overdue
+        return idle, blocked
+
+    idle, blocked = asyncio.run(scenario())
+    assert idle < 0.05
+    assert 0.2 < blocked < 0.45
+
+
+def test_an_answer_that_waited_out_a_stall_is_no_timeout() -> None:
+    """The answer is ready before the deadline, but the loop is blocked past it."""
+
+    async def scenario() -> str:
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.05, answer.set_result, "ok")
+        asyncio.get_running_loop().call_later(0.02, block, 0.4)  # past the 0.2 s deadline
+        async with stalls.Timeout(0.2):
+            return await answer
+
+    assert asyncio.run(scenario()) == "ok"
+
+
+def test_the_same_wait_under_a_plain_timeout_fails() -> None:
+    """What the stall-aware timeout is for: asyncio's own reads the stall as a timeout."""
+
+    async def scenario() -> str:
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.05, answer.set_result, "ok")
+        asyncio.get_running_loop().call_later(0.02, block, 0.4)
+        async with asyncio.timeout(0.2):
+            return await answer
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(scenario())
+
+
+def test_a_silent_server_still_times_out_within_twice_the_budget() -> None:
+    async def scenario() -> float:
+        never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.02, block, 0.15)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with stalls.Timeout(0.2):
+                await never
+        return time.monotonic() - started
+
+    took = asyncio.run(scenario())
+    assert 0.2 <= took < 0.4 + 0.3  # the budget, plus the stall (at most another budget)
+
+
+def test_without_stalls_the_timeout_is_the_budget() -> None:
+    async def scenario() -> float:
+        never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with stalls.Timeout(0.2):
+                await never
+        return time.monotonic() - started
+
+    assert 0.19 <= asyncio.run(scenario()) < 0.2 + 0.15
