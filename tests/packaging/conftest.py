@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mcp_health_operator.controller import metrics
 from mcp_health_operator.core.judge import Health
@@ -110,13 +109,12 @@ class FakeFleet:
 def exporter() -> Iterator[str]:
     """``host:port`` of an HTTP server serving the operator's metrics for a fake fleet."""
     fleet = FakeFleet()
-    registry = metrics.registry(fleet.figures)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = generate_latest(registry)
+            body = metrics.exposition(fleet.figures())
             self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Type", metrics.CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

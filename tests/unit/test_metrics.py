@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mcp_health_operator.controller import metrics
 from mcp_health_operator.core import health
-from mcp_health_operator.core.judge import History, Observation, Thresholds, judge
+from mcp_health_operator.core.judge import Health, History, Observation, Thresholds, judge
 from tests.unit.test_health_document import SEED_EXAMPLE
 
 
 def scrape(figures: list[metrics.MonitorFigures]) -> dict[str, list[tuple[dict[str, str], float]]]:
-    text = generate_latest(metrics.registry(lambda: figures)).decode()
+    text = metrics.exposition(figures).decode()
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -93,3 +93,40 @@ def test_dropped_events_are_counted_by_reason() -> None:
         ({**labels, "reason": "HealthUnhealthy"}, 1.0),
         ({**labels, "reason": "ProbeFailed"}, 2.0),
     ]
+
+
+def test_the_text_is_exactly_what_prometheus_client_wrote() -> None:
+    """``metrics_golden.txt`` was written by prometheus_client's ``generate_latest`` from
+    these figures (every family, escaped labels, a histogram, endpoints, 1e21 values);
+    the exposition writes the same bytes."""
+    doc = health.parse(SEED_EXAMPLE)
+
+    def observe(fig: metrics.MonitorFigures, outcome: str, latency: float, ok: bool) -> None:
+        obs = Observation(outcome, latency, doc if ok else None, "")
+        fig.observe(obs, judge(obs, Thresholds(), History()))
+
+    a = metrics.MonitorFigures("ns", "m", "svc/x:8000")
+    for latency in (12.0, 700.0, 30000.0):
+        observe(a, "Ok", latency, True)
+    observe(a, "Timeout", 1000.0, False)
+    observe(a, "Ok", 3.25, True)
+    a.count_remediation("restart", "ok")
+    a.count_remediation("restart", "suppressed")
+    a.count_event_dropped("HealthDegraded")
+    b = metrics.MonitorFigures("other-ns", 'q"uo\\te', "http://x\ny")
+    c = metrics.MonitorFigures("ns", "fan", "svc/fan:80")
+    observe(c, "Ok", 1e-4, True)
+    c.endpoints = (
+        metrics.EndpointFigures("10.0.0.1:80", "pod-a", Health.HEALTHY, 2.5, 0),
+        metrics.EndpointFigures("10.0.0.2:80", "pod-b", Health.UNKNOWN, 1e21, 4),
+    )
+    golden = (Path(__file__).parent / "metrics_golden.txt").read_text()
+    assert metrics.exposition([a, b, c]).decode() == golden
+
+
+def test_a_new_target_relabels_the_series() -> None:
+    fig = observed()
+    assert 'target="svc/x:8000"' in metrics.exposition([fig]).decode()
+    fig.target = "svc/y:9000"
+    text = metrics.exposition([fig]).decode()
+    assert 'target="svc/y:9000"' in text and "svc/x:8000" not in text

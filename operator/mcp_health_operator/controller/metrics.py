@@ -42,16 +42,11 @@ disappear when it leaves the Service:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 
 from mcp_health_operator import __version__
 from mcp_health_operator.core.judge import Health, Observation, Verdict
@@ -102,10 +97,24 @@ class MonitorFigures:
     events_dropped: dict[str, int] = field(default_factory=dict)  # by Event reason
     # Per-endpoint monitors only; replaced after each probe round.
     endpoints: tuple[EndpointFigures, ...] = ()
+    # The series' labels as text, made once per target (see ``label_parts``).
+    _parts: tuple[str, str] = field(default=("", ""), init=False, repr=False, compare=False)
+    _parts_of: str | None = field(default=None, init=False, repr=False, compare=False)
 
-    @property
-    def labels(self) -> list[str]:
-        return [self.namespace, self.monitor, self.target]
+    def label_parts(self) -> tuple[str, str]:
+        """``monitor="…",namespace="…"`` and ``target="…"``: another label sorts between them
+        or before (the text format sorts labels by name)."""
+        if self._parts_of != self.target:
+            self._parts = (
+                f'monitor="{_esc(self.monitor)}",namespace="{_esc(self.namespace)}"',
+                f'target="{_esc(self.target)}"',
+            )
+            self._parts_of = self.target
+        return self._parts
+
+    def label_text(self) -> str:
+        head, tail = self.label_parts()
+        return f"{head},{tail}"
 
     def observe(self, obs: Observation, verdict: Verdict) -> None:
         self.health = verdict.health
@@ -146,141 +155,172 @@ class MonitorFigures:
         self.events_dropped[reason] = self.events_dropped.get(reason, 0) + 1
 
 
-class FleetCollector(Collector):
-    """Turns the live monitors' figures into metric families on each scrape."""
+_GAUGES: tuple[tuple[str, str, Callable[[MonitorFigures], float | int | None]], ...] = (
+    (
+        "mcp_health_status",
+        "Health status (1=healthy, 0.5=degraded, 0=unhealthy)",
+        lambda m: _HEALTH_LEVEL.get(m.health),
+    ),
+    ("mcp_server_reported_status", "Status the server reports (same scale)", lambda m: m.reported),
+    ("mcp_pool_utilization", "Connection pool utilization (0-1)", lambda m: m.pool_utilization),
+    (
+        "mcp_database_latency_ms",
+        "Database response time in milliseconds",
+        lambda m: m.database_latency_ms,
+    ),
+    (
+        "mcp_database_connected",
+        "Database (1=connected, 0.5=degraded, 0=disconnected)",
+        lambda m: m.database,
+    ),
+    ("mcp_memory_utilization", "Memory utilization (0-1)", lambda m: m.memory_utilization),
+    (
+        "mcp_pool_waiting_requests",
+        "Requests waiting for a pool connection",
+        lambda m: m.pool_waiting,
+    ),
+    ("mcp_server_uptime_seconds", "Server uptime as reported", lambda m: m.uptime_s),
+    (
+        "mcp_probe_latency_ms",
+        "Response time of the last probe in milliseconds",
+        lambda m: m.probe_latency_ms,
+    ),
+    (
+        "mcp_probe_consecutive_failures",
+        "Consecutive failed probes",
+        lambda m: m.consecutive_failures,
+    ),
+)
+_ENDPOINT_GAUGES: tuple[tuple[str, str, Callable[[EndpointFigures], float | int | None]], ...] = (
+    (
+        "mcp_endpoint_health_status",
+        "Endpoint health (1=healthy, 0.5=degraded, 0=unhealthy)",
+        lambda e: _HEALTH_LEVEL.get(e.health),
+    ),
+    (
+        "mcp_endpoint_probe_latency_ms",
+        "Response time of the endpoint's last probe in ms",
+        lambda e: e.probe_latency_ms,
+    ),
+    (
+        "mcp_endpoint_probe_consecutive_failures",
+        "Endpoint's consecutive failed probes",
+        lambda e: e.consecutive_failures,
+    ),
+)
+_LE = tuple(f'le="{bound}",' for bound in (*(repr(b) for b in BUCKETS), "+Inf"))
 
-    def __init__(self, figures: Callable[[], Iterable[MonitorFigures]]) -> None:
-        self._figures = figures
 
-    def collect(self) -> Iterator[Metric]:
-        monitors = list(self._figures())
-        gauges = {
-            name: GaugeMetricFamily(name, doc, labels=LABELS)
-            for name, doc in (
-                ("mcp_health_status", "Health status (1=healthy, 0.5=degraded, 0=unhealthy)"),
-                ("mcp_server_reported_status", "Status the server reports (same scale)"),
-                ("mcp_pool_utilization", "Connection pool utilization (0-1)"),
-                ("mcp_database_latency_ms", "Database response time in milliseconds"),
-                ("mcp_database_connected", "Database (1=connected, 0.5=degraded, 0=disconnected)"),
-                ("mcp_memory_utilization", "Memory utilization (0-1)"),
-                ("mcp_pool_waiting_requests", "Requests waiting for a pool connection"),
-                ("mcp_server_uptime_seconds", "Server uptime as reported"),
-                ("mcp_probe_latency_ms", "Response time of the last probe in milliseconds"),
-                ("mcp_probe_consecutive_failures", "Consecutive failed probes"),
-            )
-        }
-        connections = GaugeMetricFamily(
-            "mcp_pool_connections", "Pool connections by state", labels=[*LABELS, "state"]
-        )
-        probes = CounterMetricFamily("mcp_probe", "Probes by outcome", labels=[*LABELS, "outcome"])
-        remediations = CounterMetricFamily(
-            "mcp_remediation_actions",
-            "Remediation actions by action and result",
-            labels=[*LABELS, "action", "result"],
-        )
-        dropped = CounterMetricFamily(
-            "mcp_events_dropped",
-            "Events dropped by the spam filter, by reason",
-            labels=[*LABELS, "reason"],
-        )
-        durations = HistogramMetricFamily(
-            "mcp_probe_duration_seconds", "Probe duration in seconds", labels=LABELS
-        )
-        endpoint_gauges = {
-            name: GaugeMetricFamily(name, doc, labels=ENDPOINT_LABELS)
-            for name, doc in (
-                (
-                    "mcp_endpoint_health_status",
-                    "Endpoint health (1=healthy, 0.5=degraded, 0=unhealthy)",
-                ),
-                (
-                    "mcp_endpoint_probe_latency_ms",
-                    "Response time of the endpoint's last probe in ms",
-                ),
-                ("mcp_endpoint_probe_consecutive_failures", "Endpoint's consecutive failed probes"),
-            )
-        }
-        endpoint_counts = GaugeMetricFamily(
-            "mcp_endpoints",
-            "A per-endpoint monitor's endpoints by health",
-            labels=[*LABELS, "health"],
-        )
-        by_health = {h: 0 for h in Health}
-        for m in monitors:
-            labels = m.labels
-            by_health[m.health] += 1
-            level = _HEALTH_LEVEL.get(m.health)
-            for name, value in (
-                ("mcp_health_status", level),
-                ("mcp_server_reported_status", m.reported),
-                ("mcp_pool_utilization", m.pool_utilization),
-                ("mcp_database_latency_ms", m.database_latency_ms),
-                ("mcp_database_connected", m.database),
-                ("mcp_memory_utilization", m.memory_utilization),
-                ("mcp_pool_waiting_requests", m.pool_waiting),
-                ("mcp_server_uptime_seconds", m.uptime_s),
-                ("mcp_probe_latency_ms", m.probe_latency_ms),
-                ("mcp_probe_consecutive_failures", m.consecutive_failures),
-            ):
+def exposition(monitors: Iterable[MonitorFigures]) -> bytes:
+    """The Prometheus text format of the live monitors' figures (``CONTENT_TYPE``).
+
+    Written directly: prometheus_client's families and ``generate_latest``
+    took ~3 s at 5,000 monitors (140,000 series) on the operator's event
+    loop, a stall of every probe at each scrape; this writes the same text
+    (labels sorted by name, values as ``floatToGoString``) in a fraction.
+    """
+    ms = list(monitors)
+    out: list[str] = []
+    add = out.append
+    for name, doc, value_of in _GAUGES:
+        _family(add, name, doc, "gauge")
+        for m in ms:
+            value = value_of(m)
+            if value is not None:
+                add(f"{name}{{{m.label_text()}}} {_num(value)}\n")
+    with_endpoints = [m for m in ms if m.endpoints]
+    for name, doc, ep_value_of in _ENDPOINT_GAUGES:
+        _family(add, name, doc, "gauge")
+        for m in with_endpoints:
+            head, tail = m.label_parts()
+            for e in m.endpoints:
+                value = ep_value_of(e)
                 if value is not None:
-                    gauges[name].add_metric(labels, value)
-            for state, count in (
-                ("total", m.pool_total),
-                ("active", m.pool_active),
-                ("idle", m.pool_idle),
-            ):
-                if count is not None:
-                    connections.add_metric([*labels, state], count)
+                    add(
+                        f'{name}{{endpoint="{_esc(e.endpoint)}",{head},pod="{_esc(e.pod)}",'
+                        f"{tail}}} {_num(value)}\n"
+                    )
+    _family(add, "mcp_endpoints", "A per-endpoint monitor's endpoints by health", "gauge")
+    for m in with_endpoints:
+        counts = dict.fromkeys(Health, 0)
+        for e in m.endpoints:
+            counts[e.health] += 1
+        labels = m.label_text()
+        for health, count in counts.items():
+            add(f'mcp_endpoints{{health="{health.value}",{labels}}} {_num(count)}\n')
+    _family(add, "mcp_pool_connections", "Pool connections by state", "gauge")
+    for m in ms:
+        for state, connections in (
+            ("total", m.pool_total),
+            ("active", m.pool_active),
+            ("idle", m.pool_idle),
+        ):
+            if connections is not None:
+                head, tail = m.label_parts()
+                add(f'mcp_pool_connections{{{head},state="{state}",{tail}}} {_num(connections)}\n')
+    _family(add, "mcp_probe_total", "Probes by outcome", "counter")
+    for m in ms:
+        if m.outcomes:
+            head, tail = m.label_parts()
             for outcome, count in m.outcomes.items():
-                probes.add_metric([*labels, outcome], count)
+                add(f'mcp_probe_total{{{head},outcome="{_esc(outcome)}",{tail}}} {_num(count)}\n')
+    _family(add, "mcp_probe_duration_seconds", "Probe duration in seconds", "histogram")
+    for m in ms:
+        if m.outcomes:
+            labels = m.label_text()
+            cumulative = 0
+            for le, count in zip(_LE, m.bucket_counts, strict=True):
+                cumulative += count
+                add(f"mcp_probe_duration_seconds_bucket{{{le}{labels}}} {_num(cumulative)}\n")
+            add(f"mcp_probe_duration_seconds_count{{{labels}}} {_num(cumulative)}\n")
+            add(f"mcp_probe_duration_seconds_sum{{{labels}}} {_num(m.duration_sum)}\n")
+    _family(
+        add, "mcp_remediation_actions_total", "Remediation actions by action and result", "counter"
+    )
+    for m in ms:
+        if m.remediations:
+            head, tail = m.label_parts()
             for (action, result), count in m.remediations.items():
-                remediations.add_metric([*labels, action, result], count)
+                add(
+                    f'mcp_remediation_actions_total{{action="{_esc(action)}",{head},'
+                    f'result="{_esc(result)}",{tail}}} {_num(count)}\n'
+                )
+    _family(
+        add, "mcp_events_dropped_total", "Events dropped by the spam filter, by reason", "counter"
+    )
+    for m in ms:
+        if m.events_dropped:
+            head, tail = m.label_parts()
             for reason, count in m.events_dropped.items():
-                dropped.add_metric([*labels, reason], count)
-            if m.outcomes:
-                cumulative, buckets = 0, []
-                for bound, count in zip((*BUCKETS, float("inf")), m.bucket_counts, strict=True):
-                    cumulative += count
-                    buckets.append((_le(bound), cumulative))
-                durations.add_metric(labels, buckets, m.duration_sum)
-            if m.endpoints:
-                counts = {h: 0 for h in Health}
-                for e in m.endpoints:
-                    counts[e.health] += 1
-                    ep_labels = [*labels, e.endpoint, e.pod]
-                    level = _HEALTH_LEVEL.get(e.health)
-                    if level is not None:
-                        endpoint_gauges["mcp_endpoint_health_status"].add_metric(ep_labels, level)
-                    endpoint_gauges["mcp_endpoint_probe_latency_ms"].add_metric(
-                        ep_labels, e.probe_latency_ms
-                    )
-                    endpoint_gauges["mcp_endpoint_probe_consecutive_failures"].add_metric(
-                        ep_labels, e.consecutive_failures
-                    )
-                for health, count in counts.items():
-                    endpoint_counts.add_metric([*labels, health.value], count)
-        yield from gauges.values()
-        yield from endpoint_gauges.values()
-        yield endpoint_counts
-        yield connections
-        yield probes
-        yield durations
-        yield remediations
-        yield dropped
-        fleet = GaugeMetricFamily("mcp_monitors", "Monitors by effective health", labels=["health"])
-        for health, count in by_health.items():
-            fleet.add_metric([health.value], count)
-        yield fleet
-        info = GaugeMetricFamily("mcp_operator_info", "The operator is running", labels=["version"])
-        info.add_metric([__version__], 1)
-        yield info
+                add(
+                    f'mcp_events_dropped_total{{{head},reason="{_esc(reason)}",{tail}}} '
+                    f"{_num(count)}\n"
+                )
+    by_health = dict.fromkeys(Health, 0)
+    for m in ms:
+        by_health[m.health] += 1
+    _family(add, "mcp_monitors", "Monitors by effective health", "gauge")
+    for health, count in by_health.items():
+        add(f'mcp_monitors{{health="{health.value}"}} {_num(count)}\n')
+    _family(add, "mcp_operator_info", "The operator is running", "gauge")
+    add(f'mcp_operator_info{{version="{_esc(__version__)}"}} 1.0\n')
+    return "".join(out).encode()
 
 
-def _le(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else repr(bound)
+CONTENT_TYPE = CONTENT_TYPE_LATEST  # what prometheus_client serves the same text as
 
 
-def registry(figures: Callable[[], Iterable[MonitorFigures]]) -> CollectorRegistry:
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(FleetCollector(figures))
-    return reg
+def _family(add: Callable[[str], None], name: str, doc: str, kind: str) -> None:
+    add(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+
+
+def _esc(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def _num(value: float) -> str:
+    """As the Prometheus text format writes a value (prometheus_client's ``floatToGoString``)."""
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+    return text

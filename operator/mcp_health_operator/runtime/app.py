@@ -17,7 +17,6 @@ from aiohttp import web
 from kopf._core.engines.peering import Identity
 from lightkube import AsyncClient, KubeConfig
 from lightkube.resources.core_v1 import Secret
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mcp_health_operator.controller import metrics
 from mcp_health_operator.controller.discovery import Discoverer
@@ -38,11 +37,10 @@ async def serve_metrics(
     config: Config, fleet: Fleet, members: Members | None = None
 ) -> web.AppRunner:
     """``/metrics`` and ``/healthz`` on the metrics port, on the operator's own loop."""
-    registry = metrics.registry(fleet.figures)
 
     async def scrape(_: web.Request) -> web.Response:
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = metrics.exposition(fleet.figures())
+        return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def healthz(_: web.Request) -> web.Response:
         # Answered by the event loop that runs the probes: a wedged loop fails it.
