@@ -660,10 +660,12 @@ class Run:
         self.say(f"measuring for {s.window_s:g}s")
         events0 = await self.events()
         api0 = api_requests(await self.api.metrics())
-        outcomes0 = probe_outcomes(await self.operator_metrics())
-        probes0, failed0 = sum(outcomes0.values()), sum(outcomes0.values()) - outcomes0["Ok"]
         reads0, connections0 = await self.fleet_stats()
+        # The probe count and the CPU next to each other at both ends: the
+        # probes counted are the ones the CPU was spent on.
+        outcomes0 = probe_outcomes(await self.operator_metrics())
         cpu0 = cpu_seconds(pid)
+        probes0, failed0 = sum(outcomes0.values()), sum(outcomes0.values()) - outcomes0["Ok"]
         servers_cpu0 = sum(cpu_seconds(p) for p in server_pids)
         busy0, total0 = machine_ticks()
         t0 = time.time()
@@ -671,13 +673,13 @@ class Run:
         while time.time() < t0 + s.window_s:
             peak_rss = max(peak_rss, memory_mb(pid)[0])
             await asyncio.sleep(min(1.0, max(t0 + s.window_s - time.time(), 0.0)))
-        cpu1 = cpu_seconds(pid)
         servers_cpu1 = sum(cpu_seconds(p) for p in server_pids)
         busy1, total1 = machine_ticks()
         t1 = time.time()
+        cpu1 = cpu_seconds(pid)
+        outcomes1 = probe_outcomes(await self.operator_metrics())
         rss, hwm = memory_mb(pid)
         reads1, connections1 = await self.fleet_stats()
-        outcomes1 = probe_outcomes(await self.operator_metrics())
         probes1, failed1 = sum(outcomes1.values()), sum(outcomes1.values()) - outcomes1["Ok"]
         for outcome, count in (outcomes1 - outcomes0).items():
             if outcome != "Ok":
