@@ -99,6 +99,7 @@ class MonitorFigures:
     endpoints: tuple[EndpointFigures, ...] = ()
     # The series' labels as text, made once per target (see ``label_parts``).
     _parts: tuple[str, str] = field(default=("", ""), init=False, repr=False, compare=False)
+    _text: str = field(default="", init=False, repr=False, compare=False)
     _parts_of: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def label_parts(self) -> tuple[str, str]:
@@ -109,12 +110,13 @@ class MonitorFigures:
                 f'monitor="{_esc(self.monitor)}",namespace="{_esc(self.namespace)}"',
                 f'target="{_esc(self.target)}"',
             )
+            self._text = ",".join(self._parts)
             self._parts_of = self.target
         return self._parts
 
     def label_text(self) -> str:
-        head, tail = self.label_parts()
-        return f"{head},{tail}"
+        self.label_parts()
+        return self._text
 
     def observe(self, obs: Observation, verdict: Verdict) -> None:
         self.health = verdict.health
@@ -228,13 +230,78 @@ def exposition(monitors: Iterable[MonitorFigures]) -> bytes:
             value = value_of(m)
             if value is not None:
                 add(f"{name}{{{m.label_text()}}} {_num(value)}\n")
-    with_endpoints = [m for m in ms if m.endpoints]
-    for name, doc, ep_value_of in _ENDPOINT_GAUGES:
+    _endpoint_families(add, [m for m in ms if m.endpoints])
+    _family(add, "mcp_pool_connections", "Pool connections by state", "gauge")
+    _by_label(add, ms, "mcp_pool_connections", "state", _pool_states)
+    _family(add, "mcp_probe_total", "Probes by outcome", "counter")
+    _by_label(add, ms, "mcp_probe_total", "outcome", lambda m: m.outcomes.items())
+    _durations(add, ms)
+    _family(
+        add, "mcp_remediation_actions_total", "Remediation actions by action and result", "counter"
+    )
+    for m in ms:
+        head, tail = m.label_parts()
+        for (action, result), count in m.remediations.items():
+            add(
+                f'mcp_remediation_actions_total{{action="{_esc(action)}",{head},'
+                f'result="{_esc(result)}",{tail}}} {_num(count)}\n'
+            )
+    _family(
+        add, "mcp_events_dropped_total", "Events dropped by the spam filter, by reason", "counter"
+    )
+    _by_label(add, ms, "mcp_events_dropped_total", "reason", lambda m: m.events_dropped.items())
+    by_health = dict.fromkeys(Health, 0)
+    for m in ms:
+        by_health[m.health] += 1
+    _family(add, "mcp_monitors", "Monitors by effective health", "gauge")
+    for health, count in by_health.items():
+        add(f'mcp_monitors{{health="{health.value}"}} {_num(count)}\n')
+    _family(add, "mcp_operator_info", "The operator is running", "gauge")
+    add(f'mcp_operator_info{{version="{_esc(__version__)}"}} 1.0\n')
+    return "".join(out).encode()
+
+
+def _by_label(
+    add: Callable[[str], None],
+    ms: list[MonitorFigures],
+    name: str,
+    label: str,
+    items_of: Callable[[MonitorFigures], Iterable[tuple[str, int | None]]],
+) -> None:
+    """One series per (monitor, value of ``label``); the label sorts between namespace and
+    target (``outcome``, ``reason``, ``state``)."""
+    for m in ms:
+        head, tail = m.label_parts()
+        for key, count in items_of(m):
+            if count is not None:
+                add(f'{name}{{{head},{label}="{_esc(key)}",{tail}}} {_num(count)}\n')
+
+
+def _pool_states(m: MonitorFigures) -> tuple[tuple[str, int | None], ...]:
+    return (("total", m.pool_total), ("active", m.pool_active), ("idle", m.pool_idle))
+
+
+def _durations(add: Callable[[str], None], ms: list[MonitorFigures]) -> None:
+    _family(add, "mcp_probe_duration_seconds", "Probe duration in seconds", "histogram")
+    for m in ms:
+        if not m.outcomes:
+            continue
+        labels = m.label_text()
+        cumulative = 0
+        for le, count in zip(_LE, m.bucket_counts, strict=True):
+            cumulative += count
+            add(f"mcp_probe_duration_seconds_bucket{{{le}{labels}}} {_num(cumulative)}\n")
+        add(f"mcp_probe_duration_seconds_count{{{labels}}} {_num(cumulative)}\n")
+        add(f"mcp_probe_duration_seconds_sum{{{labels}}} {_num(m.duration_sum)}\n")
+
+
+def _endpoint_families(add: Callable[[str], None], with_endpoints: list[MonitorFigures]) -> None:
+    for name, doc, value_of in _ENDPOINT_GAUGES:
         _family(add, name, doc, "gauge")
         for m in with_endpoints:
             head, tail = m.label_parts()
             for e in m.endpoints:
-                value = ep_value_of(e)
+                value = value_of(e)
                 if value is not None:
                     add(
                         f'{name}{{endpoint="{_esc(e.endpoint)}",{head},pod="{_esc(e.pod)}",'
@@ -248,63 +315,6 @@ def exposition(monitors: Iterable[MonitorFigures]) -> bytes:
         labels = m.label_text()
         for health, count in counts.items():
             add(f'mcp_endpoints{{health="{health.value}",{labels}}} {_num(count)}\n')
-    _family(add, "mcp_pool_connections", "Pool connections by state", "gauge")
-    for m in ms:
-        for state, connections in (
-            ("total", m.pool_total),
-            ("active", m.pool_active),
-            ("idle", m.pool_idle),
-        ):
-            if connections is not None:
-                head, tail = m.label_parts()
-                add(f'mcp_pool_connections{{{head},state="{state}",{tail}}} {_num(connections)}\n')
-    _family(add, "mcp_probe_total", "Probes by outcome", "counter")
-    for m in ms:
-        if m.outcomes:
-            head, tail = m.label_parts()
-            for outcome, count in m.outcomes.items():
-                add(f'mcp_probe_total{{{head},outcome="{_esc(outcome)}",{tail}}} {_num(count)}\n')
-    _family(add, "mcp_probe_duration_seconds", "Probe duration in seconds", "histogram")
-    for m in ms:
-        if m.outcomes:
-            labels = m.label_text()
-            cumulative = 0
-            for le, count in zip(_LE, m.bucket_counts, strict=True):
-                cumulative += count
-                add(f"mcp_probe_duration_seconds_bucket{{{le}{labels}}} {_num(cumulative)}\n")
-            add(f"mcp_probe_duration_seconds_count{{{labels}}} {_num(cumulative)}\n")
-            add(f"mcp_probe_duration_seconds_sum{{{labels}}} {_num(m.duration_sum)}\n")
-    _family(
-        add, "mcp_remediation_actions_total", "Remediation actions by action and result", "counter"
-    )
-    for m in ms:
-        if m.remediations:
-            head, tail = m.label_parts()
-            for (action, result), count in m.remediations.items():
-                add(
-                    f'mcp_remediation_actions_total{{action="{_esc(action)}",{head},'
-                    f'result="{_esc(result)}",{tail}}} {_num(count)}\n'
-                )
-    _family(
-        add, "mcp_events_dropped_total", "Events dropped by the spam filter, by reason", "counter"
-    )
-    for m in ms:
-        if m.events_dropped:
-            head, tail = m.label_parts()
-            for reason, count in m.events_dropped.items():
-                add(
-                    f'mcp_events_dropped_total{{{head},reason="{_esc(reason)}",{tail}}} '
-                    f"{_num(count)}\n"
-                )
-    by_health = dict.fromkeys(Health, 0)
-    for m in ms:
-        by_health[m.health] += 1
-    _family(add, "mcp_monitors", "Monitors by effective health", "gauge")
-    for health, count in by_health.items():
-        add(f'mcp_monitors{{health="{health.value}"}} {_num(count)}\n')
-    _family(add, "mcp_operator_info", "The operator is running", "gauge")
-    add(f'mcp_operator_info{{version="{_esc(__version__)}"}} 1.0\n')
-    return "".join(out).encode()
 
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # what prometheus_client serves the same text as
