@@ -109,6 +109,7 @@ class Settings:
     workdir: Path
     json_response: bool
     fleet: bench_fleet.Kind = "go"
+    loop: str = "auto"  # the operator's `--loop`
 
     @property
     def detection_goal_s(self) -> float:
@@ -278,7 +279,11 @@ def server_of(servers: Sequence[FleetServer], tid: int) -> FleetServer:
 
 
 def operator_command(
-    namespace: str, metrics_port: int, servers: Sequence[FleetServer], monitors: int
+    namespace: str,
+    metrics_port: int,
+    servers: Sequence[FleetServer],
+    monitors: int,
+    loop: str = "auto",
 ) -> list[str]:
     """``mcp-health run`` for one namespace, each Service resolved to its fleet server."""
     resolve = []
@@ -296,6 +301,8 @@ def operator_command(
         str(metrics_port),
         "--metrics-host",
         "127.0.0.1",
+        "--loop",
+        loop,
         *resolve,
     ]
 
@@ -494,6 +501,7 @@ def monitor_manifest(
 class RunResult:
     figures: dict[str, float] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
+    start_requests: dict[str, int] = field(default_factory=dict)
     profile: Path | None = None
 
 
@@ -576,7 +584,11 @@ class Run:
         log = self.settings.workdir / f"operator-{self.namespace}.log"
         self.operator = await asyncio.create_subprocess_exec(
             *operator_command(
-                self.namespace, self.metrics_port, self.servers, self.settings.monitors
+                self.namespace,
+                self.metrics_port,
+                self.servers,
+                self.settings.monitors,
+                self.settings.loop,
             ),
             env={**os.environ, "KUBECONFIG": str(self.plane.kubeconfig)},
             stdout=log.open("ab"),
@@ -875,7 +887,9 @@ class Run:
         """The API requests of the start-up (operator and this benchmark), per second of it."""
         figures = self.result.figures
         took = time.monotonic() - self.operator_started
-        total = sum((after - before).values())
+        during = after - before
+        total = sum(during.values())
+        self.result.start_requests = {f"{verb} {res}": n for (verb, res), n in during.items()}
         figures["start_api_requests"] = total
         figures["start_api_rate"] = total / took if took > 0 else math.nan
 
@@ -1123,8 +1137,9 @@ def _fmt(fmt: str, value: float) -> str:
 
 def report(settings: Settings, results: list[RunResult]) -> str:
     s = settings
+    loop = "" if s.loop == "auto" else f", --loop {s.loop}"
     lines = [
-        f"### {s.monitors} monitors, {s.servers} {s.fleet} fleet servers, "
+        f"### {s.monitors} monitors, {s.servers} {s.fleet} fleet servers{loop}, "
         f"interval {s.interval_s:g}s, "
         f"failureThreshold {s.failure_threshold}; {len(results)} runs, "
         f"{s.window_s:g}s window, medians",
@@ -1159,18 +1174,23 @@ def report(settings: Settings, results: list[RunResult]) -> str:
             lines.append(
                 f"| {key.removeprefix('failed_')} | {statistics.median(shares):g} | {runs} |"
             )
-    requests: dict[str, list[int]] = {}
-    for r in results:
-        for key in r.requests:
-            requests.setdefault(key, [])
-    for key in requests:
-        requests[key] = [r.requests.get(key, 0) for r in results]
-    lines += ["", "API requests during the window, by verb and resource (median of runs):", ""]
+    lines += _request_table("during the window", [r.requests for r in results])
+    lines += _request_table(
+        "from the operator's start until all Healthy (every client)",
+        [r.start_requests for r in results],
+    )
+    return "\n".join(lines)
+
+
+def _request_table(when: str, counted: list[dict[str, int]]) -> list[str]:
+    keys = {key for counts in counted for key in counts}
+    requests = {key: [counts.get(key, 0) for counts in counted] for key in keys}
+    lines = ["", f"API requests {when}, by verb and resource (median of runs):", ""]
     lines += ["| request | median | runs |", "|---|---:|---|"]
     for key, counts in sorted(requests.items(), key=lambda kv: -statistics.median(kv[1])):
         runs = " / ".join(str(c) for c in counts)
         lines.append(f"| `{key}` | {statistics.median(counts):g} | {runs} |")
-    return "\n".join(lines)
+    return lines
 
 
 # -- main --------------------------------------------------------------------------
@@ -1245,6 +1265,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "default: it costs a few percent of a core) or python (sample_mcp.fleet, the "
         "official SDK's server, which saturates a core at a few hundred reads/s)",
     )
+    parser.add_argument(
+        "--loop",
+        default="auto",
+        help="the operator's --loop; a comma list (e.g. uvloop,asyncio) takes turns run by "
+        "run at each scale and reports each loop's medians and their ratios",
+    )
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--workdir", type=Path, help="logs and profiles (default: a temp dir)")
     return parser.parse_args(argv)
@@ -1281,28 +1307,42 @@ def main(argv: list[str] | None = None) -> int:
                 json_response=args.json_response,
                 fleet=args.fleet,
             )
+            loops = [name.strip() for name in str(args.loop).split(",") if name.strip()]
             servers = start_fleet(settings)
-            results: list[RunResult] = []
+            by_loop: dict[str, list[RunResult]] = {name: [] for name in loops}
             try:
+                # Loops take turns run by run, so drift on the machine falls on each alike.
                 for index in range(1, args.runs + 1):
-                    if index > 1:
-                        settings = _without_profile(settings)
-                    run = Run(settings, plane, servers, index)
-                    results.append(asyncio.run(run.execute()))
+                    for name in loops:
+                        if index > 1 or name != loops[0]:
+                            settings = _without_profile(settings)
+                        run = Run(replace(settings, loop=name), plane, servers, index)
+                        by_loop[name].append(asyncio.run(run.execute()))
             finally:
                 for server in servers:
                     server.stop()
-            text = report(settings, results)
-            profiles = [r.profile for r in results if r.profile is not None]
+            texts = [report(replace(settings, loop=name), by_loop[name]) for name in loops]
+            if len(loops) > 1:
+                texts.append(loop_ratios(loops, by_loop))
+            text = "\n\n".join(texts)
+            profiles = [r.profile for rs in by_loop.values() for r in rs if r.profile is not None]
             if profiles:
                 text += "\n\nOperator profile (py-spy, run 1, after the window):\n\n"
                 text += summarize_profile(profiles[0])
             reports.append(text)
             print("\n" + text + "\n", flush=True)
-            dump[str(n)] = [
-                {"figures": r.figures, "requests": r.requests, "profile": str(r.profile or "")}
-                for r in results
+            runs_dump = [
+                {
+                    "loop": name,
+                    "figures": r.figures,
+                    "requests": r.requests,
+                    "start_requests": r.start_requests,
+                    "profile": str(r.profile or ""),
+                }
+                for name in loops
+                for r in by_loop[name]
             ]
+            dump[str(n)] = runs_dump
             if args.json:
                 args.json.write_text(json.dumps(dump, indent=2))
     finally:
@@ -1312,6 +1352,31 @@ def main(argv: list[str] | None = None) -> int:
     if len(reports) > 1:
         print("\n\n".join(reports))
     return 0
+
+
+def loop_ratios(loops: list[str], by_loop: dict[str, list[RunResult]]) -> str:
+    """Each figure's median per loop and its ratio to the first loop's, runs taken in turns."""
+    first = loops[0]
+    head = " | ".join(loops)
+    ratios = " | ".join(f"{name} / {first}" for name in loops[1:])
+    lines = [
+        f"### Event loops side by side (runs in turns; ratios of medians to {first})",
+        "",
+        f"| metric | {head} | {ratios} |",
+        "|---|" + "---:|" * (len(loops) * 2 - 1),
+    ]
+    for row in ROWS:
+        medians = []
+        for name in loops:
+            values = [r.figures.get(row.key, math.nan) for r in by_loop[name]]
+            present = [v for v in values if not math.isnan(v)]
+            medians.append(statistics.median(present) if present else math.nan)
+        cells = [_fmt(row.fmt, m) for m in medians]
+        base = medians[0]
+        for m in medians[1:]:
+            cells.append(f"{m / base:.2f}" if base and not math.isnan(base) else "")
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _without_profile(settings: Settings) -> Settings:

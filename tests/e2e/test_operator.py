@@ -71,12 +71,20 @@ def test_applied_monitor_turns_healthy_with_every_status_field(
     assert op.value("mcp_database_latency_ms", **labels) is not None
 
 
+# Both event loops `mcp-health run --loop` offers carry a monitor through a
+# whole outage: uvloop (the default where installed) and the standard library's.
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_postgres_outage_turns_unhealthy_after_the_threshold_and_recovers(
-    kubectl: Kubectl, operator: OperatorFactory, sample_server: SampleFactory, own_pg: Postgres
+    kubectl: Kubectl,
+    operator: OperatorFactory,
+    sample_server: SampleFactory,
+    own_pg: Postgres,
+    loop: str,
 ) -> None:
     server = sample_server("workflow-mcp", dsn=own_pg.dsn)
     kubectl.apply(service("workflow-mcp"))
-    op = operator(*resolve(kubectl, "workflow-mcp", server))
+    op = operator("--loop", loop, *resolve(kubectl, "workflow-mcp", server))
+    assert f"event loop: {loop}" in op.log.read_text()
     kubectl.apply(monitor("wf", service="workflow-mcp", failure_threshold=3))
     wait_for(lambda: health_is(kubectl, "wf", "Healthy"), timeout=30, what="Healthy")
 
