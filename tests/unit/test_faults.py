@@ -401,3 +401,41 @@ def test_a_status_written_by_another_replica_makes_the_next_write_due() -> None:
     assert not w.budget.due(key, time.monotonic())  # our own write, seen by the watch
     w.update(MonitorObject(ref=REF, generation=1, spec={}, status={"probedBy": "operator-1"}))
     assert w.budget.due(key, time.monotonic())
+
+
+class _QueuedKube(FakeKube):
+    """An API server whose status writes wait behind a queue (a cold start of thousands)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.patches: list[dict[str, Any]] = []
+
+    async def patch_status(
+        self, ref: ObjectRef, status: dict[str, Any], *, resource_version: str | None = None
+    ) -> bool:
+        await self.gate.wait()
+        self.patches.append(status)
+        return await super().patch_status(ref, status, resource_version=resource_version)
+
+
+def test_a_status_equal_to_the_one_still_on_its_way_is_not_written_again() -> None:
+    async def scenario() -> list[str]:
+        kube = _QueuedKube()
+        w = worker(kube)
+        healthy, degraded = ("Healthy",), ("Degraded",)
+
+        def submit(health: str, key: tuple[Any, ...], probed: str) -> None:
+            status = {"health": health, "lastProbeTime": probed, "conditions": []}
+            w.outbox.submit(status=_Status(status, key, False), events=False, step=None)
+
+        submit("Healthy", healthy, "t1")
+        await asyncio.sleep(0)  # the first write is on its way, held by the queue
+        submit("Healthy", healthy, "t2")  # the next probe: the same verdict, not written yet
+        kube.gate.set()
+        await w.outbox.drain()
+        submit("Degraded", degraded, "t3")  # a change is written at once
+        await w.outbox.drain()
+        return [f"{p['health']}@{p['lastProbeTime']}" for p in kube.patches]
+
+    assert asyncio.run(scenario()) == ["Healthy@t1", "Degraded@t3"]

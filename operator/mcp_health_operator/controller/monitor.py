@@ -333,6 +333,11 @@ class MonitorWorker:
     # -- what the outbox sends ---------------------------------------------------
 
     async def _send_status(self, report: _Status) -> None:
+        now = asyncio.get_running_loop().time()
+        if report.key and not self.budget.due(report.key, now):
+            # Concluded while an equal one was still on its way (a queue at
+            # the API server: a cold start of thousands): that one wrote it.
+            return
         new_status = report.status
         if report.remediation:
             # Only what this replica's probing decides (a hold) goes with an
@@ -353,7 +358,7 @@ class MonitorWorker:
             if self.on_gone is not None:
                 self.on_gone(self.obj)
             return
-        self.budget.written(report.key, asyncio.get_running_loop().time())
+        self.budget.written(report.key, now)
         m = self.memory
         self.memory = Memory(m.history, m.reachable, new_status["conditions"])
 
