@@ -57,6 +57,12 @@ def test_applied_monitor_turns_healthy_with_every_status_field(
     assert conds["Healthy"]["status"] == "True"
     assert conds["Degraded"]["status"] == "False"
     assert all(c["observedGeneration"] == 1 and c["lastTransitionTime"] for c in conds.values())
+    # Who wrote the status, as `kubectl get --show-managed-fields` names it.
+    shown = json.loads(
+        kubectl("get", "mcphealth", "codebase", "-o", "json", "--show-managed-fields").stdout
+    )
+    managers = {(m["manager"], m.get("subresource")) for m in shown["metadata"]["managedFields"]}
+    assert ("mcp-health-operator", "status") in managers, managers
 
     # The printer columns users see.
     table = kubectl("get", "mcphealth", "-o", "wide").stdout

@@ -23,11 +23,14 @@ import httpx2
 from lightkube import AsyncClient
 from lightkube.config.client_adapter import user_auth, verify_cluster
 
+from mcp_health_operator import __version__
+
 MERGE_PATCH = "application/merge-patch+json"
 JSON = "application/json"
 # lightkube's default, kept: a write that takes longer is failed and retried
 # by its caller (the next probe, the Event spool).
 TIMEOUT_S = 10.0
+USER_AGENT = f"mcp-health-operator/{__version__}"
 
 
 class RestError(Exception):
@@ -95,6 +98,9 @@ class Rest:
                     total=None, sock_connect=TIMEOUT_S, sock_read=TIMEOUT_S
                 ),
                 cookie_jar=aiohttp.DummyCookieJar(),
+                # The API server names the field manager of each write after
+                # it: "mcp-health-operator" in managedFields, not "Python".
+                headers={"User-Agent": USER_AGENT},
             )
         if self._authorization is not None:
             headers = {**headers, "Authorization": self._authorization}
