@@ -188,7 +188,7 @@ def test_the_operator_does_its_whole_job_with_the_charts_rbac_and_no_more(
             wait_for(lambda: _database_down(kubectl), timeout=30, what="the database seen down")
         before = _recoveries(kubectl)
         own_pg.start()
-        wait_for(functools.partial(_recovered_since, kubectl, before), timeout=40, what="recovered")
+        wait_for(functools.partial(_recovered_since, kubectl, before), timeout=90, what="recovered")
         if any(e["count"] >= 2 for e in event(kubectl, "restarts", "HealthRecovered")):
             break
     else:
