@@ -43,6 +43,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcp_health_operator.core.targets import Method, Target
 from mcp_health_operator.probing.probe import Prober
+from mcp_health_operator.probing.session import _LIFETIME_SPREAD
 from mcp_health_testbed.stateful import StatefulServer
 
 PROBERS = 20
@@ -93,8 +94,8 @@ class Generation:
         return sum(len(ids) for ids in self.session_ids)
 
     def bound(self) -> float:
-        """The most sessions the probers may make: one each, and one per elapsed period."""
-        return PROBERS * (1 + self.elapsed / REHANDSHAKE_AFTER)
+        """The most sessions the probers may make: one each, and one per shortest lifetime."""
+        return PROBERS * (1 + self.elapsed / (REHANDSHAKE_AFTER * _LIFETIME_SPREAD))
 
 
 async def _run_generation(server: StatefulServer, target: Target) -> Generation:

@@ -17,6 +17,7 @@ import contextvars
 import functools
 import json
 import logging
+import random
 import ssl
 import time
 import weakref
@@ -60,6 +61,8 @@ _CLOSE_GRACE = 0.5
 # The next probe waits on it rather than starting another (up to this age),
 # and closing lets it finish (up to _FINISH_GRACE) so its session is ended.
 _PENDING_LIMIT = 30.0
+# A session lives between this share of ``rehandshake_after`` and all of it.
+_LIFETIME_SPREAD = 0.75
 _FINISH_GRACE = 5.0
 # Room around a document of max_bytes on the wire: the JSON-RPC envelope, SSE
 # framing, and JSON string escaping (a quote in the document is two bytes).
@@ -111,9 +114,11 @@ class Session:
     """The session kept with one target: made, kept, re-made, dropped.
 
     A session is kept across probes until a failure of the connection, or
-    until it is ``rehandshake_after`` seconds old (so a broken accept path on
-    the server is noticed). What the HTTP clients met during a probe
-    (``http_error``, ``sse_answer``, ``refused``) is the probe's to judge.
+    until it is at most ``rehandshake_after`` seconds old (so a broken accept
+    path on the server is noticed; each session's lifetime is drawn from the
+    last quarter of that, so sessions made together do not end together).
+    What the HTTP clients met during a probe (``http_error``, ``sse_answer``,
+    ``refused``) is the probe's to judge.
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class Session:
         self.missing_tools: tuple[str, ...] = ()
         self.mcp_session_id: str | None = None
         self._connected_at = 0.0
+        self._lifetime = rehandshake_after
         # The SDK turns an HTTP 401/403/429 on its POST into a generic MCP
         # error; a response hook keeps the status so the probe can say what
         # really happened.
@@ -158,8 +164,19 @@ class Session:
         # sessions are made by the SDK's client from then on.
         self.legacy = False
 
+    def _connected(self, now: float) -> None:
+        self._connected_at = now
+        # A lifetime drawn anew for each session, never past the bound: the
+        # sessions of monitors started together (a cold start of thousands)
+        # would otherwise all end together, a burst of handshakes every period.
+        self._lifetime = self.rehandshake_after * random.uniform(_LIFETIME_SPREAD, 1.0)
+
+    def expired(self, now: float) -> bool:
+        """Whether the session made last is due to be made anew at ``now``."""
+        return now - self._connected_at >= self._lifetime
+
     def needs_handshake(self) -> bool:
-        if time.monotonic() - self._connected_at >= self.rehandshake_after:
+        if self.expired(time.monotonic()):
             return True
         if self.request is not None and self.request.session_id is None:
             return False  # nothing held on either side (see open)
@@ -195,7 +212,7 @@ class Session:
             # A server error says nothing of the era: asked again next time.
             self.legacy = answer is not _SERVER_ERROR
             return False
-        self._connected_at = time.monotonic()
+        self._connected(time.monotonic())
         version, info, capabilities = found
         self.identity = ServerIdentity(
             name=info.name if info else None,
@@ -219,7 +236,7 @@ class Session:
         garbage collection would pause the event loop ~0.5 s to walk them.
         """
         now = time.monotonic()
-        if self.holder is not None and now - self._connected_at < self.rehandshake_after:
+        if self.holder is not None and not self.expired(now):
             client = self.holder.client
             if client is not None:
                 self.reused = True
@@ -236,7 +253,7 @@ class Session:
             holder.start()
         self.holder = holder
         client = await holder.ready()
-        self._connected_at = now
+        self._connected(now)
         info = client.server_info
         self.identity = ServerIdentity(
             name=info.name if info else None,

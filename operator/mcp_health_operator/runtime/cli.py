@@ -215,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--rehandshake-after",
         type=float,
         default=float(os.environ.get("MCP_HEALTH_REHANDSHAKE_AFTER", "300")),
-        help="seconds a probe's MCP session is kept before it is ended and made anew, "
-        "so a broken accept path on a server is noticed (default 300)",
+        help="longest a probe's MCP session is kept before it is ended and made anew, "
+        "so a broken accept path on a server is noticed; each session's lifetime is "
+        "drawn between 75%% and 100%% of it (default 300)",
     )
     run.add_argument(
         "--resync",
