@@ -38,6 +38,24 @@ from mcp_health_operator.probing import probe
 log = logging.getLogger(__name__)
 
 
+# What a worker reads back of its monitor's status: its memory over an
+# operator restart, the remediation ledger, the endpoints, which replica
+# probes it. The rest (checks, server, pool, messages: ~5 KB a monitor as
+# decoded JSON) is the operator's own writing, not kept.
+STATUS_READ = frozenset(
+    {
+        "health",
+        "consecutiveFailures",
+        "consecutiveSuccesses",
+        "conditions",
+        "remediation",
+        "unhealthySince",
+        "probedBy",
+        "endpoints",
+    }
+)
+
+
 @dataclass(frozen=True)
 class MonitorObject:
     """What the watch delivered about one MCPHealthMonitor."""
@@ -55,7 +73,7 @@ class MonitorObject:
             ref=ObjectRef(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")),
             generation=int(meta.get("generation") or 0),
             spec=dict(body.get("spec") or {}),
-            status=dict(body.get("status") or {}),
+            status={k: v for k, v in (body.get("status") or {}).items() if k in STATUS_READ},
             annotations=dict(meta.get("annotations") or {}),
         )
 
@@ -117,6 +135,9 @@ class MonitorWorker:
         self._waiter: asyncio.Future[None] | None = None
         self._next_delay: float | None = None
         self.probes = 0
+        # The server identity of the session last probed, as the status names it.
+        self._server: probe.ServerIdentity | None = None
+        self._identity: status.Identity | None = None
 
     @property
     def history(self) -> judge.History:
@@ -245,8 +266,14 @@ class MonitorWorker:
         if result.retry_after_s is not None:
             # 429: honour Retry-After rather than hammering the server.
             self._next_delay = max(self._interval(), result.retry_after_s)
-        evidence = Evidence(obs, verdict, _identity(result), endpoint=prober.url)
+        evidence = Evidence(obs, verdict, self._identity_of(result), endpoint=prober.url)
         return _Probed(evidence, prober)
+
+    def _identity_of(self, result: probe.ProbeResult) -> status.Identity | None:
+        """The status's server identity: made again only when the session's changed."""
+        if result.server is not self._server:
+            self._server, self._identity = result.server, _identity(result)
+        return self._identity
 
     async def _probe_endpoints(
         self, spec: specs.MonitorSpec, group: fanout.EndpointGroup, thresholds: judge.Thresholds
