@@ -523,6 +523,7 @@ class Run:
         self.operator: asyncio.subprocess.Process | None = None
         self.metrics_port = 0
         self.operator_started = 0.0
+        self.start_cpu: dict[str, float] = {}
         self.result = RunResult()
 
     def say(self, text: str) -> None:
@@ -596,6 +597,14 @@ class Run:
             start_new_session=True,
         )
         self.operator_started = time.monotonic()
+        self.start_cpu = self.cpu_by_part()
+
+    def cpu_by_part(self) -> dict[str, float]:
+        """CPU seconds so far of the API server, etcd, the operator and the fleet servers."""
+        pids = {**self.plane.pids(), "operator": self.operator_pid}
+        cpu = {part: cpu_seconds(pid) for part, pid in pids.items()}
+        cpu["fleet"] = sum(cpu_seconds(server.pid) for server in self.servers)
+        return cpu
 
     async def stop_operator(self) -> None:
         proc, self.operator = self.operator, None
@@ -637,6 +646,11 @@ class Run:
             took = time.monotonic() - self.operator_started
             self.result.figures["all_healthy_s"] = took
             self.result.figures["half_healthy_s"] = half[0] if half else math.nan
+            # Who was busy during the start: the API server's share says
+            # whether the start waits on it.
+            spent = self.cpu_by_part()
+            for part, before in self.start_cpu.items():
+                self.result.figures[f"start_cpu_{part}_s"] = spent[part] - before
             self.say(
                 f"all {n} monitors Healthy {took:.1f}s after the operator started "
                 f"(half of them after {half[0] if half else math.nan:.1f}s)"
@@ -1123,6 +1137,10 @@ ROWS = [
         lambda v, s: v <= 30,
     ),
     Row("API requests/s until all Healthy (all clients)", "start_api_rate", "{:.0f}"),
+    Row("CPU until all Healthy: API server", "start_cpu_apiserver_s", "{:.1f} s"),
+    Row("CPU until all Healthy: etcd", "start_cpu_etcd_s", "{:.1f} s"),
+    Row("CPU until all Healthy: operator", "start_cpu_operator_s", "{:.1f} s"),
+    Row("CPU until all Healthy: fleet servers", "start_cpu_fleet_s", "{:.1f} s"),
     Row("whole machine busy, cores", "machine_busy_share", "{:.2f}"),
     Row("baseline: new mcp.Client per probe, client CPU", "baseline_fresh_client_ms", "{:.2f} ms"),
     Row("baseline: new Prober per probe, client CPU", "baseline_fresh_prober_ms", "{:.2f} ms"),

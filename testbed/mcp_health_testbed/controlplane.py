@@ -276,6 +276,11 @@ class ControlPlane:
     def sa_signing_key(self) -> Path:
         return self.workdir / "pki" / "sa.key"
 
+    def pids(self) -> dict[str, int]:
+        """The running processes: ``apiserver`` and ``etcd`` (for a benchmark's CPU accounting)."""
+        procs = {"apiserver": self._apiserver, "etcd": self._etcd}
+        return {name: p.pid for name, p in procs.items() if p is not None and p.poll() is None}
+
     def start(self, *, timeout: float = 120) -> ControlPlane:
         etcd, apiserver = etcd_binary(), apiserver_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
