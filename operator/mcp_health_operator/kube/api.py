@@ -9,7 +9,6 @@ monitor's own namespace.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -38,8 +37,6 @@ COMPONENT = "mcp-health-operator"
 # JSON from an API server too old to know it.
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 LIST_PAGE = 500  # objects per list request (kubectl's chunk size)
-# Event requests in flight at once (status writes: up to the session's 100).
-EVENT_SLOTS = 8
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +99,6 @@ class Kube:
         self.instance = instance or socket.gethostname()
         self.status_writes = 0
         self.event_posts = 0
-        # Events go out a few at a time: in a burst of transitions (hundreds
-        # of monitors turning at once) each queues here, not at the API
-        # server ahead of the status writes, which say the same and more.
-        self._event_slots = asyncio.Semaphore(EVENT_SLOTS)
         # The spec of each Service the shared watch delivered (see ``service_seen``):
         # a monitor reads its Service from here, not with a GET of its own
         # (a cold start of N monitors was N GETs beside the watch's listing).
@@ -141,12 +134,6 @@ class Kube:
         self, ref: ObjectRef, spec: EventSpec, post: Post, *, when: datetime | None = None
     ) -> None:
         """Create or bump an Event; ``when`` it happened, if it is posted late (default now)."""
-        async with self._event_slots:
-            await self._post_event(ref, spec, post, when)
-
-    async def _post_event(
-        self, ref: ObjectRef, spec: EventSpec, post: Post, when: datetime | None
-    ) -> None:
         now = when or datetime.now(UTC)
         self.event_posts += 1
         events = f"/api/v1/namespaces/{ref.namespace}/events"
