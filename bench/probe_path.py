@@ -9,7 +9,7 @@ CPU time over a window is divided by the probes made in it.
 
 It measures what ``bench/scale.py`` measures per probe, without the API
 server, the watch and the fleet's Services: a quick, quieter figure for
-comparing two versions of the probe path (``farm-bench`` or ``--runs``).
+comparing two versions of the probe path (runs of each taken in turn).
 
     python bench/probe_path.py --monitors 2000 --interval 2 --window 30 --runs 3
     python bench/probe_path.py --profile 20      # py-spy over the window's start
