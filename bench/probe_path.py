@@ -8,7 +8,7 @@ afterwards (a steady fleet writes nothing). After a warm-up, the process's
 CPU time over a window is divided by the probes made in it.
 
 It measures what ``bench/scale.py`` measures per probe, without the API
-server, the watch and the fleet's Services: a quick, quieter figure for
+server, the watch and the fleet's Services: a quick figure for
 comparing two versions of the probe path (runs of each taken in turn).
 
     python bench/probe_path.py --monitors 2000 --interval 2 --window 30 --runs 3
