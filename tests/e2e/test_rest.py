@@ -90,3 +90,35 @@ def test_gone_monitors_and_repeated_events_are_answers_not_errors(
     assert events["m.first"]["count"] == 2 and events["m.first"]["message"] == "again"
     assert events["m.expired"]["count"] == 3
     assert events["m.first"]["involvedObject"]["uid"] == ref.uid
+
+
+def test_the_status_is_one_field_to_the_api_server_and_patches_keep_the_rest(
+    kubectl: Kubectl, tmp_path: Path
+) -> None:
+    # The CRD declares the status atomic: its writer's managedFields entry is
+    # `f:status: {}`, not every leaf again. A merge patch still changes only
+    # the fields it names.
+    kubectl.apply(monitor("m", url="http://127.0.0.1:9/mcp"))
+    ref = _ref(kubectl, "m")
+    token = tmp_path / "token"
+    token.write_text(kubectl.plane.token)
+    conditions = [{"type": "Healthy", "status": "True", "reason": "AllChecksPassing"}]
+
+    async def go() -> None:
+        kube = _kube(kubectl, token)
+        try:
+            first = {"health": "Healthy", "checks": {"database": {"status": "pass"}}}
+            assert await kube.patch_status(ref, first | {"conditions": conditions})
+            assert await kube.patch_status(ref, {"message": "later", "checks": {"cache": {}}})
+        finally:
+            await kube.close()
+
+    asyncio.run(go())
+    shown = kubectl.json("mcphealth", "m", "--show-managed-fields")
+    st = shown["status"]
+    assert st["health"] == "Healthy" and st["message"] == "later"
+    assert st["checks"] == {"database": {"status": "pass"}, "cache": {}}
+    assert st["conditions"] == conditions
+    [entry] = [m for m in shown["metadata"]["managedFields"] if m.get("subresource") == "status"]
+    assert entry["manager"] == "mcp-health-operator"
+    assert entry["fieldsV1"] == {"f:status": {}}
