@@ -10,12 +10,14 @@ client certificate), and the ``Authorization`` header its auth sets (a token,
 a token file as kubelet rotates it, an exec plugin), asked again after a 401.
 The periodic listing of the monitors goes the same way (``get``): only their
 UIDs are wanted, which a metadata-only list gives without decoding objects.
+So does the watch of the monitors (``lines``).
 """
 
 from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -61,6 +63,7 @@ class Rest:
         self._authorization: str | None = None
         self._authorized = False
         self._session: aiohttp.ClientSession | None = None
+        self._streams: aiohttp.ClientSession | None = None
 
     async def send(
         self, method: str, path: str, body: dict[str, Any], content_type: str = JSON
@@ -74,6 +77,27 @@ class Rest:
     async def get(self, path: str, *, accept: str = JSON) -> tuple[int, bytes]:
         """The status and body of a GET (``path`` with its query), as ``send``."""
         return await self._exchange("GET", path, None, {"Accept": accept})
+
+    async def lines(self, path: str, *, read_timeout_s: float) -> AsyncIterator[bytes]:
+        """The lines of a streamed GET (a watch), as they come; RestError for any answer but 200.
+
+        ``read_timeout_s``: the longest quiet spell before the stream is given
+        up (a watch is quiet for as long as nothing changes).
+        """
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=TIMEOUT_S, sock_read=read_timeout_s
+        )
+        for attempt in range(2):
+            if not self._authorized or attempt:
+                await self._authorize()
+            async with self._open("GET", path, None, {"Accept": JSON}, timeout) as resp:
+                if resp.status == 401 and not attempt:
+                    continue
+                if resp.status != 200:
+                    raise RestError(resp.status, await resp.read())
+                async for line in split_lines(resp.content.iter_any()):
+                    yield line
+                return
 
     async def _exchange(
         self, method: str, path: str, data: bytes | None, headers: dict[str, str]
@@ -89,25 +113,49 @@ class Rest:
     async def _request(
         self, method: str, path: str, data: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
+        async with self._open(method, path, data, headers) as resp:
+            return resp.status, await resp.read()
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> Any:  # aiohttp's request context manager
+        # A watch holds its connection for minutes: watches get a session of
+        # their own, so that they never take the writes' pooled connections.
+        stream = timeout is not None
+        session = self._streams if stream else self._session
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
                 # Per connection and per read, not in total: at a cold start
                 # thousands of requests wait their turn for the pool's
                 # connections, and that wait is no failure of the API server.
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=TIMEOUT_S, sock_read=TIMEOUT_S
                 ),
+                connector=aiohttp.TCPConnector(limit=0) if stream else None,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 # The API server names the field manager of each write after
                 # it: "mcp-health-operator" in managedFields, not "Python".
                 headers={"User-Agent": USER_AGENT},
             )
+            if stream:
+                self._streams = session
+            else:
+                self._session = session
         if self._authorization is not None:
             headers = {**headers, "Authorization": self._authorization}
-        async with self._session.request(
-            method, self.server + path, data=data, headers=headers, ssl=self._tls
-        ) as resp:
-            return resp.status, await resp.read()
+        return session.request(
+            method,
+            self.server + path,
+            data=data,
+            headers=headers,
+            ssl=self._tls,
+            timeout=timeout or session.timeout,
+        )
 
     async def _authorize(self) -> None:
         """The header lightkube's auth would set, from a fresh auth (a token file re-read)."""
@@ -122,6 +170,19 @@ class Rest:
         self._authorization = request.headers.get("Authorization")
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        for session in (self._session, self._streams):
+            if session is not None:
+                await session.close()
+        self._session = self._streams = None
+
+
+async def split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Whole lines from chunks cut anywhere (a watch event is one line, of any length)."""
+    rest = b""
+    async for chunk in chunks:
+        *whole, rest = (rest + chunk).split(b"\n")
+        for line in whole:
+            if line.strip():
+                yield line
+    if rest.strip():
+        yield rest

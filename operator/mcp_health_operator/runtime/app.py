@@ -25,12 +25,17 @@ from mcp_health_operator.core import discovery
 from mcp_health_operator.core.config import Config
 from mcp_health_operator.core.membership import Mode, View
 from mcp_health_operator.kube import watch
-from mcp_health_operator.kube.api import Kube
+from mcp_health_operator.kube.api import GROUP, PLURAL, VERSION, Kube
 from mcp_health_operator.kube.discovery import Discovery
 from mcp_health_operator.kube.leases import Members, default_identity, pod_owner
+from mcp_health_operator.kube.listwatch import ListWatch, OnEvent, path_of
 from mcp_health_operator.runtime import handlers, heap
 
 log = logging.getLogger(__name__)
+
+MONITORS = f"/apis/{GROUP}/{VERSION}"
+# The longest the monitors' list waits for the Services' first (API server slow or away).
+SERVICES_FIRST_S = 30.0
 
 
 async def serve_metrics(
@@ -121,8 +126,10 @@ async def run(
     discovery_task = (
         asyncio.create_task(discoverer.run(), name="discovery") if discoverer is not None else None
     )
+    # The monitors and their Services: watches of our own, not kopf's (``kube.listwatch``).
+    watches = own_watches(config, kube, fleet, discoverer)
     # Secrets readable in some namespaces only: a watch of our own in each.
-    own_watches = [
+    watches += [
         asyncio.create_task(
             watch.follow(client, Secret, "Secret", ns, fleet.dependency_changed),
             name=f"secrets {ns}",
@@ -136,7 +143,7 @@ async def run(
         freezer.cancel()
         if discovery_task is not None:
             discovery_task.cancel()
-        for task in own_watches:
+        for task in watches:
             task.cancel()
         if member_task is not None:
             member_task.cancel()
@@ -175,6 +182,46 @@ async def run(
         await shutdown()  # again, if kopf stopped without its cleanup
         await runner.cleanup()
         await kube.close()  # and the lightkube client with it
+
+
+def own_watches(
+    config: Config, kube: Kube, fleet: Fleet, discoverer: Discoverer | None
+) -> list[asyncio.Task[None]]:
+    """The watches of the monitors and their Services: one per exact namespace, else one of
+    all with the globs matched here. The monitors are listed once the Services have been
+    (else each monitor would GET its Service at a cold start), or after ``SERVICES_FIRST_S``.
+    """
+    patterns = tuple(config.namespaces)
+    exact = patterns and not any(set("*?[!") & set(n) for n in patterns)
+    scopes: list[str | None] = list(patterns) if exact else [None]
+
+    def scoped(on_event: OnEvent) -> OnEvent:
+        if exact or not patterns:
+            return on_event
+
+        def in_scope(type: str | None, body: dict[str, Any]) -> None:
+            if discovery.in_scope(body.get("metadata", {}).get("namespace", ""), patterns):
+                on_event(type, body)
+
+        return in_scope
+
+    on_service = scoped(handlers.service_events(fleet, discoverer))
+    on_monitor = scoped(handlers.monitor_events(fleet, discoverer))
+    services = [
+        ListWatch(kube.rest, path_of("/api/v1", "services", ns), on_service) for ns in scopes
+    ]
+    monitors = [ListWatch(kube.rest, path_of(MONITORS, PLURAL, ns), on_monitor) for ns in scopes]
+
+    async def monitors_after_services() -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SERVICES_FIRST_S):
+                await asyncio.gather(*(w.listed.wait() for w in services))
+        await asyncio.gather(*(w.run() for w in monitors))
+
+    return [
+        *(asyncio.create_task(w.run(), name=f"watch {w.path}") for w in services),
+        asyncio.create_task(monitors_after_services(), name="watch monitors"),
+    ]
 
 
 def discoverer_of(config: Config, client: AsyncClient, instance: str) -> Discoverer | None:
