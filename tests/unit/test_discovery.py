@@ -504,3 +504,20 @@ def test_the_flags_default_to_the_environment(monkeypatch: pytest.MonkeyPatch) -
 )
 def test_namespace_scope(namespace: str, patterns: tuple[str, ...], watched: bool) -> None:
     assert d.in_scope(namespace, patterns) is watched
+
+
+@pytest.mark.parametrize(
+    ("patterns", "exact"),
+    [
+        ((), False),  # every namespace
+        (("team-a", "team-b"), True),
+        (("team-a", "team-*"), False),
+        (("!kube-system",), False),
+        (("team-[ab]",), False),
+        (("team-?",), False),
+    ],
+)
+def test_exact_names_are_watched_each_and_globs_over_all(
+    patterns: tuple[str, ...], exact: bool
+) -> None:
+    assert d.exact_names(patterns) is exact

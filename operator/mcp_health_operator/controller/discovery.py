@@ -151,7 +151,7 @@ class Discoverer:
         self.kube = kube
         self.settings = settings
         self.patterns = namespaces
-        exact = namespaces and not any(set("*?[!") & set(n) for n in namespaces)
+        exact = core.exact_names(tuple(namespaces))
         self.scopes: list[Scope] = list(namespaces) if exact else [None]
         self.services: Cache[dict[str, Any]] = Cache()
         self.monitors: Cache[core.Existing] = Cache()

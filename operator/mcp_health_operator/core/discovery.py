@@ -827,6 +827,11 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     )
 
 
+def exact_names(patterns: tuple[str, ...]) -> bool:
+    """Are the watched namespaces all exact names (none: every namespace, not exact)?"""
+    return bool(patterns) and not any(set("*?[!") & set(p) for p in patterns)
+
+
 def in_scope(namespace: str, patterns: tuple[str, ...]) -> bool:
     """Is ``namespace`` watched (kopf's spelling: exact names or globs, ``!glob`` excludes)?"""
     if not patterns:

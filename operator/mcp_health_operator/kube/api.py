@@ -27,6 +27,7 @@ from lightkube.types import PatchType
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_health_operator.core.conditions import timestamp
+from mcp_health_operator.core.discovery import exact_names
 from mcp_health_operator.core.events import EventSpec, Post
 from mcp_health_operator.kube.rest import MERGE_PATCH, Rest, RestError
 
@@ -194,7 +195,7 @@ class Kube:
         A list of their metadata only, in pages, of which only the UIDs are
         decoded (``_UIDPage``); the list verb on the monitors, as before.
         """
-        exact = namespaces and not any(set("*?[!") & set(n) for n in namespaces)
+        exact = exact_names(tuple(namespaces))
         scopes: list[str | None] = list(namespaces) if exact else [None]
         uids: set[str] = set()
         for namespace in scopes:

@@ -91,7 +91,7 @@ class ListWatch:
             await asyncio.sleep(self.retry_s)
 
     async def list(self) -> str:
-        """Every monitor as a listed event, the ones gone since as DELETED; the list's version."""
+        """Every object as a listed event, the ones gone since as DELETED; the list's version."""
         seen: dict[str, tuple[str, str]] = {}
         token, version = "", ""
         while True:

@@ -74,7 +74,7 @@ def settings(config: Config) -> kopf.OperatorSettings:
     s.posting.enabled = False
     # With exact namespace names there is nothing to discover: skip listing
     # namespaces (a namespaced install has no right to) and watching CRDs.
-    exact = config.namespaces and not any(set("*?[!") & set(n) for n in config.namespaces)
+    exact = discovery.exact_names(tuple(config.namespaces))
     s.scanning.disabled = bool(exact)
     s.persistence.diffbase_storage = _NoDiffBase()
     return s
@@ -192,7 +192,7 @@ def own_watches(
     (else each monitor would GET its Service at a cold start), or after ``SERVICES_FIRST_S``.
     """
     patterns = tuple(config.namespaces)
-    exact = patterns and not any(set("*?[!") & set(n) for n in patterns)
+    exact = discovery.exact_names(patterns)
     scopes: list[str | None] = list(patterns) if exact else [None]
 
     def scoped(on_event: OnEvent) -> OnEvent:
