@@ -42,7 +42,7 @@ test: setup cluster-build lint typecheck ## all tests, on real services and the 
 demo: setup ## the demo: control plane, PostgreSQL, both sample servers, mcp-health check
 	$(BIN)/python examples/demo.py $(DEMO_ARGS)
 
-bench: bench-health bench-fleet bench-kube bench-scale bench-scale-5000 bench-shards ## all benchmarks (~2.5 h)
+bench: bench-health bench-fleet bench-kube bench-status-write bench-scale bench-scale-5000 bench-shards ## all benchmarks (~2.5 h)
 
 bench-health: setup ## health endpoint latency (guide SC-010: p95 < 50 ms)
 	$(BIN)/python bench/health_endpoint.py
@@ -123,3 +123,7 @@ bench-fleet: $(STAMP) ## the benchmark targets' own CPU: Go fleet (bench/fleet) 
 bench-kube: $(STAMP) ## a status write and its Event by Kubernetes client, side by side (~2 min)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/kube_writes.py $(KUBE_ARGS)
+
+.PHONY: bench-status-write
+bench-status-write: $(STAMP) ## the API server's CPU a status write: the CRD as shipped against a per-field status (~4 min)
+	$(BIN)/python bench/status_write_cost.py $(STATUS_WRITE_ARGS)
