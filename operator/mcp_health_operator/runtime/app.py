@@ -162,7 +162,6 @@ async def run(
         # kopf's Secret watch spans the operator's whole scope: only when
         # Secrets may be read everywhere in it.
         watch_secrets=config.watch_secrets and config.secret_namespaces is None,
-        discoverer=discoverer,
     )
     runner = await serve_metrics(config, fleet, members)
     try:

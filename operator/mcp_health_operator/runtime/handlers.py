@@ -25,7 +25,6 @@ def register(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     *,
     watch_secrets: bool = True,
-    discoverer: Discoverer | None = None,
 ) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
