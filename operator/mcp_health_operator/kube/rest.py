@@ -10,7 +10,7 @@ client certificate), and the ``Authorization`` header its auth sets (a token,
 a token file as kubelet rotates it, an exec plugin), asked again after a 401.
 The periodic listing of the monitors goes the same way (``get``): only their
 UIDs are wanted, which a metadata-only list gives without decoding objects.
-So does the watch of the monitors (``lines``).
+So do the watches of the monitors and their Services (``lines``, on a session of their own).
 """
 
 from __future__ import annotations
