@@ -392,6 +392,7 @@ def test_failed_listings_keep_the_view_and_a_silent_member_expires_after_a_full_
                 mode=Mode.SHARD,
                 duration_s=2,
                 renew_s=0.5,
+                settle_s=0,  # settling has a test of its own, below
             )
 
         def view(m: Members) -> list[str]:
@@ -430,3 +431,124 @@ def test_failed_listings_keep_the_view_and_a_silent_member_expires_after_a_full_
             await client.close()
 
     asyncio.run(go())
+
+
+def test_a_newcomer_claims_nothing_until_the_members_have_listed_its_lease(
+    kubectl: Kubectl,
+) -> None:
+    """Settling, on a clock of the test's: renew 2 s, so 3 s without a claim after joining."""
+
+    async def go() -> None:
+        client = AsyncClient(config=KubeConfig.from_file(str(kubectl.plane.kubeconfig)))
+        now = [0.0]
+        views: dict[str, list[list[str]]] = {"a": [], "b": []}
+
+        def member(identity: str) -> Members:
+            return Members(
+                client,
+                namespace=kubectl.namespace,
+                group="g",
+                identity=identity,
+                mode=Mode.SHARD,
+                duration_s=6,
+                renew_s=2,
+                on_change=lambda v: views[identity].append(list(v.members)),
+                clock=lambda: now[0],
+            )
+
+        a, b = member("a"), member("b")
+        try:
+            await a.tick()  # creates its Lease at 0
+            assert a.view is None and views["a"] == []
+            assert a.pause() == 2  # a renew period first...
+            now[0] = 2.0
+            await a.tick()
+            assert a.view is None
+            assert a.pause() == 1  # ...then only until it has settled
+            now[0] = 3.0
+            await a.tick()
+            assert views["a"] == [["a"]]
+
+            # b joins at 4: it sees a at once but claims nothing until 7; a lists
+            # b's Lease at its tick of 5 and hands b its share before b claims it.
+            now[0] = 4.0
+            await b.tick()
+            assert b.view is None and views["b"] == []
+            now[0] = 5.0
+            await a.tick()
+            assert views["a"] == [["a"], ["a", "b"]]
+            now[0] = 6.0
+            await b.tick()
+            assert views["b"] == []
+            now[0] = 7.0
+            await b.tick()
+            assert views["b"] == [["a", "b"]]
+
+            # b's Lease deleted (as the others do to a member they judged gone):
+            # b joins again and lets go of everything until it has settled anew.
+            await asyncio.to_thread(kubectl, "delete", "lease", "g-b")
+            now[0] = 9.0
+            await b.tick()
+            assert views["b"] == [["a", "b"], []]
+            now[0] = 10.0
+            await a.tick()  # a renews meanwhile, as it would every 2 s
+            now[0] = 12.0
+            await b.tick()
+            assert views["b"] == [["a", "b"], [], ["a", "b"]]
+        finally:
+            await client.close()
+
+    asyncio.run(go())
+
+
+def test_replicas_joining_a_running_one_claim_only_what_it_has_handed_over(
+    kubectl: Kubectl, operator: OperatorFactory, fleet_server: str
+) -> None:
+    """Whenever a newcomer probes a share, the running replica already counts it in.
+
+    Renew 3 s: without settling, a newcomer would claim its share at once and
+    the running replica hand it over only at its next listing, up to 3 s later.
+    """
+    names = {f"m{i:02d}" for i in range(20)}
+    manifests = [
+        monitor(f"m{i:02d}", url=f"{fleet_server}/t/{i}/mcp", interval="1s") for i in range(20)
+    ]
+    kubectl.apply("---\n".join(manifests))
+    lease = ["--lease-duration", "9", "--lease-renew", "3"]
+
+    def start(name: str) -> Operator:
+        return operator("--membership", "--identity", name, *lease, f"--allow-url={fleet_server}")
+
+    ops = {"op-a": start("op-a")}
+    wait_for(lambda: partition(ops, names), timeout=60, what="op-a probing all")
+    ops.update({name: start(name) for name in ("op-b", "op-c")})
+
+    def members(op: Operator) -> list[str] | None:
+        try:
+            return list(healthz(op).get("members") or [])
+        except OSError:  # not listening yet
+            return None
+
+    # Poll the views until every replica sees all three; a newcomer that
+    # counts itself in (owns a share) before op-a counts it in is a double owner.
+    early: list[tuple[str, list[str] | None, list[str] | None]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen_a = members(ops["op-a"])
+        for name in ("op-b", "op-c"):
+            theirs = members(ops[name])
+            if theirs and name in theirs and seen_a is not None and name not in seen_a:
+                early.append((name, theirs, seen_a))
+        seen = [members(op) for op in ops.values()]
+        if all(v == ["op-a", "op-b", "op-c"] for v in seen):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the replicas never agreed: {seen}")
+    assert early == [], early
+    final = wait_for(
+        lambda: (p := partition(ops, names)) and all(p.values()) and p,
+        timeout=30,
+        what="a partition over 3",
+    )
+    assert set(final) == {"op-a", "op-b", "op-c"}

@@ -5,6 +5,13 @@ operator's namespace, labelled with the install's group, and lists the
 group's Leases each renew period. ``membership`` (pure) turns the listings
 into the live set and the owners. A failed listing keeps the last view: an
 API server that is away must not make a replica drop (or take) monitors.
+
+A replica that has just created its Lease owns nothing for a settle period
+(1.5 renew periods): each member lists the Leases once a renew period, so
+by then every member has seen the newcomer and handed over what it wins.
+Claiming at once would probe those monitors from two replicas until the
+others' next listing, and at a start of all replicas together every one of
+them would first see only itself and take everything.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ class Members:
         mode: Mode,
         duration_s: int = 15,
         renew_s: float = 5.0,
+        settle_s: float | None = None,
         on_change: Callable[[View], None] = lambda view: None,
         clock: Callable[[], float] = time.monotonic,
         owner: tuple[str, str] | None = None,
@@ -78,6 +86,7 @@ class Members:
         self.mode = mode
         self.duration_s = duration_s
         self.renew_s = renew_s
+        self.settle_s = 1.5 * renew_s if settle_s is None else settle_s
         self.on_change = on_change
         self.clock = clock
         self.owner = owner
@@ -86,6 +95,8 @@ class Members:
         self.view: View | None = None
         self._registered = False
         self._acquired = datetime.now(UTC)
+        # Until when (our clock) we claim nothing: set when our Lease is created.
+        self._settled_at = 0.0
 
     async def run(self) -> None:
         while True:
@@ -94,7 +105,12 @@ class Members:
             except Exception:
                 # A bug or an unexpected error must not freeze the membership.
                 log.exception("membership tick failed; trying again")
-            await asyncio.sleep(self.renew_s)
+            await asyncio.sleep(self.pause())
+
+    def pause(self) -> float:
+        """Until the next tick: a renew period, or less to claim as soon as we have settled."""
+        left = self._settled_at - self.clock()
+        return min(self.renew_s, left) if left > 0 else self.renew_s
 
     async def tick(self) -> None:
         """One renew period: renew our Lease, list the group, update the view."""
@@ -118,16 +134,25 @@ class Members:
             )
         if not self._registered:
             return  # own nothing before our own Lease is there for the others to see
-        view = View.of(self.mode, live)
-        if view != self.view:
-            log.info(
-                "members: %s (mode %s, leader %s)", ", ".join(view.members), view.mode, view.leader
-            )
-            self.view = view
-            self.on_change(view)
+        if now < self._settled_at:
+            # Not every member has listed our Lease yet. Joined again (our
+            # Lease was deleted as expired): what we held is the others' now.
+            if self.view is not None and self.view.members:
+                self._publish(View.of(self.mode, []))
+            return
+        self._publish(View.of(self.mode, live))
         for gone in self.liveness.expired(now):
             if gone.identity != self.identity:
                 await self._forget(gone.identity)
+
+    def _publish(self, view: View) -> None:
+        if view == self.view:
+            return
+        log.info(
+            "members: %s (mode %s, leader %s)", ", ".join(view.members), view.mode, view.leader
+        )
+        self.view = view
+        self.on_change(view)
 
     async def leave(self) -> None:
         """Delete our Lease so the others take over at once (graceful shutdown)."""
@@ -156,6 +181,7 @@ class Members:
         # joins as the newest member: a returning replica does not take the
         # leadership back from the one that took over.
         self._acquired = datetime.now(UTC)
+        self._settled_at = self.clock() + self.settle_s
         # Owned by our pod: when the pod goes without deleting it (killed, or
         # its RBAC removed first, as `helm uninstall` does), the garbage
         # collector removes the Lease with the pod.

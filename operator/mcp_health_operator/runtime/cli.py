@@ -360,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--lease-renew",
         type=float,
         default=5.0,
-        help="seconds between renewals and member listings (default 5)",
+        help="seconds between renewals and member listings (default 5); a replica "
+        "that has just joined claims its share after 1.5 of them",
     )
     discovery_flags.add_arguments(run)
     run.add_argument("--verbose", "-v", action="store_true")
