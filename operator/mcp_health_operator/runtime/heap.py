@@ -3,14 +3,14 @@
 A full collection walks every tracked object: with thousands of monitors
 (their workers, sessions, tasks and metric series, ~100 objects each plus
 what the watch keeps) one pass pauses the event loop for up to half a
-second, and every probe in flight reads as that much slower. What has
+second, and every probe due or in flight waits that long. What has
 survived into the oldest generation lives, nearly always, as long as its
 monitor: once enough of it has gathered it is frozen (``gc.freeze``, no
 pause of its own), and full passes walk only what came after. Once an hour
 everything is thawed, collected and frozen again, so that cycles among
 objects of monitors since deleted are reclaimed, at the cost of one pause
-an hour (0.7 s at 3,000 monitors: probes in flight then read as that much
-slower).
+an hour (0.7 s at 3,000 monitors; a probe in flight does not count a pause
+against its server: ``probing.stalls``).
 
 After each freeze or thaw, the C library is asked to give back the memory
 it holds free (glibc's ``malloc_trim``): a cold start of thousands of
