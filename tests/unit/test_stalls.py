@@ -82,3 +82,22 @@ def test_without_stalls_the_timeout_is_the_budget() -> None:
         return time.monotonic() - started
 
     assert 0.19 <= asyncio.run(scenario()) < 0.2 + 0.15
+
+
+def test_each_loop_has_its_own_clock_and_keeps_it() -> None:
+    """The clock of the last loop asked about is remembered; another loop never gets it."""
+
+    async def ask() -> tuple[stalls.Clock, stalls.Clock]:
+        return stalls.clock(), stalls.clock()
+
+    first_loop, second_loop = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        a1, a2 = first_loop.run_until_complete(ask())
+        b1, b2 = second_loop.run_until_complete(ask())
+        a3, _ = first_loop.run_until_complete(ask())
+    finally:
+        first_loop.close()
+        second_loop.close()
+    assert a1 is a2 is a3
+    assert b1 is b2
+    assert a1 is not b1

@@ -52,14 +52,22 @@ class Clock:
 
 
 _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Clock] = weakref.WeakKeyDictionary()
+# The last loop asked about and its clock: a probe asks several times, and a
+# lookup in _clocks makes a weak reference each time.
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], Clock] | None = None
 
 
 def clock() -> Clock:
     """The running loop's clock, started on first use."""
+    global _last
     loop = asyncio.get_running_loop()
+    last = _last
+    if last is not None and last[0]() is loop:
+        return last[1]
     found = _clocks.get(loop)
     if found is None:
         found = _clocks[loop] = Clock(loop)
+    _last = (weakref.ref(loop), found)
     return found
 
 
