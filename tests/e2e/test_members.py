@@ -372,6 +372,13 @@ def test_a_status_write_on_a_stale_version_is_refused(kubectl: Kubectl) -> None:
 # -- membership I/O when the API server goes away ------------------------------
 
 
+def shard_member(client: AsyncClient, kubectl: Kubectl, identity: str, **kw: Any) -> Members:
+    """One member of group "g" in the test's namespace, driven tick by tick by the test."""
+    return Members(
+        client, namespace=kubectl.namespace, group="g", identity=identity, mode=Mode.SHARD, **kw
+    )
+
+
 def test_failed_listings_keep_the_view_and_a_silent_member_expires_after_a_full_duration(
     kubectl: Kubectl, tmp_path: Path
 ) -> None:
@@ -384,16 +391,8 @@ def test_failed_listings_keep_the_view_and_a_silent_member_expires_after_a_full_
         away = AsyncClient(config=KubeConfig.from_file(str(cut_off)))
 
         def member(identity: str) -> Members:
-            return Members(
-                client,
-                namespace=kubectl.namespace,
-                group="g",
-                identity=identity,
-                mode=Mode.SHARD,
-                duration_s=2,
-                renew_s=0.5,
-                settle_s=0,  # settling has a test of its own, below
-            )
+            # Settling has a test of its own, below.
+            return shard_member(client, kubectl, identity, duration_s=2, renew_s=0.5, settle_s=0)
 
         def view(m: Members) -> list[str]:
             return list(m.view.members) if m.view else []
@@ -444,12 +443,10 @@ def test_a_newcomer_claims_nothing_until_the_members_have_listed_its_lease(
         views: dict[str, list[list[str]]] = {"a": [], "b": []}
 
         def member(identity: str) -> Members:
-            return Members(
+            return shard_member(
                 client,
-                namespace=kubectl.namespace,
-                group="g",
-                identity=identity,
-                mode=Mode.SHARD,
+                kubectl,
+                identity,
                 duration_s=6,
                 renew_s=2,
                 on_change=lambda v: views[identity].append(list(v.members)),
