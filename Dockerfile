@@ -15,13 +15,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY operator/ operator/
 # The venv has no pip of its own: the builder's pip installs into it, so the
-# final image carries no installer and no build tools.
+# final image carries no installer and no build tools. Dependencies at the
+# versions pinned in constraints.txt, those the tests passed on.
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/mcp-health \
- && pip --python /opt/mcp-health/bin/python install --no-cache-dir /wheels/*.whl
+ && pip --python /opt/mcp-health/bin/python install --no-cache-dir -c constraints.txt /wheels/*.whl
 
 # --- final: the venv only -------------------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml testbed/pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml testbed/pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+# Every pip install stays within the pinned versions (`make lock` renews them).
+PIP_C  := -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps controlplane test lint typecheck unit demo bench bench-health clean
+.PHONY: help setup system-deps controlplane test lint typecheck unit demo bench bench-health lock clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -13,10 +15,10 @@ help: ## list targets
 system-deps: ## install missing system packages (PostgreSQL, openssl) and check Go
 	@bash hack/system-deps.sh
 
-$(STAMP): pyproject.toml testbed/pyproject.toml
+$(STAMP): pyproject.toml testbed/pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,examples]'
+	$(BIN)/pip install -q $(PIP_C) -e '.[dev,examples]'
 	$(BIN)/pip install -q --no-deps -e testbed
 	@rm -f $(VENV)/.installed-* && touch $@
 
@@ -46,6 +48,9 @@ bench: bench-health bench-fleet bench-kube bench-status-write bench-scale bench-
 
 bench-health: setup ## health endpoint latency (guide SC-010: p95 < 50 ms)
 	$(BIN)/python bench/health_endpoint.py
+
+lock: ## pin every dependency afresh into constraints.txt (then run the tests)
+	PYTHON=$(PYTHON) bash hack/lock.sh
 
 clean: ## remove the venv and caches (not the control plane cache in ~/.cache)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
@@ -121,7 +126,7 @@ bench-fleet: $(STAMP) ## the benchmark targets' own CPU: Go fleet (bench/fleet) 
 
 .PHONY: bench-kube
 bench-kube: $(STAMP) ## a status write and its Event by Kubernetes client, side by side (~2 min)
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q $(PIP_C) -e '.[bench]'
 	$(BIN)/python bench/kube_writes.py $(KUBE_ARGS)
 
 .PHONY: bench-status-write

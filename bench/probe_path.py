@@ -13,6 +13,12 @@ comparing two versions of the probe path (runs of each taken in turn).
 
     python bench/probe_path.py --monitors 2000 --interval 2 --window 30 --runs 3
     python bench/probe_path.py --profile 20      # py-spy over the window's start
+    python bench/probe_path.py --rehandshake-after 300,10 --runs 3   # a re-handshake's cost
+
+With several ``--rehandshake-after`` values the runs take them in turn; each
+run counts the sessions made in its window, and the CPU a session made (a
+re-handshake: ``server/discover`` and a ``resources/list`` page) is the
+difference of CPU between the pairs over the difference of sessions.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from mcp_health_operator.controller.monitor import MonitorObject, MonitorWorker
 from mcp_health_operator.core import events
 from mcp_health_operator.core.config import Config
 from mcp_health_operator.kube.api import ObjectRef
+from mcp_health_operator.probing.session import Session
 from mcp_health_operator.runtime import heap
 from mcp_health_operator.runtime.cli import event_loop_factory
 
@@ -66,9 +73,35 @@ def _monitor(tid: int, url: str, interval: float) -> MonitorObject:
     return MonitorObject(ObjectRef("bench", f"mcp-{tid}", f"uid-{tid}"), 1, spec)
 
 
-async def _run(args: argparse.Namespace, urls: list[str]) -> dict[str, float]:
+class SessionCount:
+    """Counts the sessions made (each re-handshake makes one) while installed."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self._original = Session._connected
+
+    def __enter__(self) -> SessionCount:
+        original = self._original
+
+        def counted(session: Session, now: float) -> None:
+            self.made += 1
+            original(session, now)
+
+        Session._connected = counted  # type: ignore[method-assign, assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        Session._connected = self._original  # type: ignore[method-assign]
+
+
+async def _run(args: argparse.Namespace, urls: list[str], rehandshake_s: float) -> dict[str, float]:
     kube = AcceptingKube()
-    config = Config(allow_url_targets=True, url_allow_list=("http://127.0.0.1:*",))
+    config = Config(
+        allow_url_targets=True,
+        url_allow_list=("http://127.0.0.1:*",),
+        rehandshake_s=rehandshake_s,
+    )
+    sessions = SessionCount()
     aggregator = events.Aggregator()
     workers = [
         MonitorWorker(
@@ -86,7 +119,8 @@ async def _run(args: argparse.Namespace, urls: list[str]) -> dict[str, float]:
     healthy = sum(w.history.health.value == "Healthy" for w in workers)
     probes0, cpu0, wall0 = sum(w.probes for w in workers), time.process_time(), time.monotonic()
     profiler = _profile(args) if args.profile else None
-    await asyncio.sleep(args.window)
+    with sessions:
+        await asyncio.sleep(args.window)
     probes1, cpu1, wall1 = sum(w.probes for w in workers), time.process_time(), time.monotonic()
     if profiler is not None:
         await asyncio.to_thread(profiler.wait)
@@ -98,9 +132,25 @@ async def _run(args: argparse.Namespace, urls: list[str]) -> dict[str, float]:
         "healthy": healthy,
         "probes": probes,
         "cpu_per_probe_ms": (cpu1 - cpu0) / probes * 1000 if probes else float("nan"),
+        "cpu_s": cpu1 - cpu0,
+        "sessions": sessions.made,
         "share_of_core": (cpu1 - cpu0) / (wall1 - wall0),
         "writes": kube.writes,
     }
+
+
+def _session_cost(a: list[dict[str, float]], b: list[dict[str, float]]) -> None:
+    """The CPU a session made, from runs of two lifetimes taken in turn, pair by pair."""
+    costs = []
+    for x, y in zip(a, b, strict=True):
+        # The same probes in each run's window: the CPU beyond the probes' is the sessions'.
+        extra_cpu = y["cpu_s"] - x["cpu_s"] * y["probes"] / x["probes"]
+        extra_sessions = y["sessions"] - x["sessions"] * y["probes"] / x["probes"]
+        if extra_sessions > 0:
+            costs.append(extra_cpu / extra_sessions * 1000)
+    if costs:
+        shown = " / ".join(f"{c:.3f}" for c in costs)
+        print(f"CPU a session made: median {statistics.median(costs):.3f} ms (pairs: {shown})")
 
 
 def _profile(args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -124,25 +174,39 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"])
     parser.add_argument("--profile", type=float, default=0.0)
+    parser.add_argument(
+        "--rehandshake-after",
+        default="300",
+        help="seconds a session lives at most (the operator's default 300); "
+        "several, comma-separated, are taken in turn",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="probe-path-"))
     servers = start_servers(args.monitors, args.servers, workdir)
     try:
         urls = [f"{server_of(servers, i).base_url}/t/{i}/mcp" for i in range(args.monitors)]
-        figures = []
+        lifetimes = [float(s) for s in args.rehandshake_after.split(",")]
+        figures: dict[float, list[dict[str, float]]] = {s: [] for s in lifetimes}
         for run in range(args.runs):
-            with asyncio.Runner(loop_factory=event_loop_factory(args.loop)) as runner:
-                result = runner.run(_run(args, urls))
-            figures.append(result)
+            for lifetime in lifetimes:
+                with asyncio.Runner(loop_factory=event_loop_factory(args.loop)) as runner:
+                    result = runner.run(_run(args, urls, lifetime))
+                figures[lifetime].append(result)
+                print(
+                    f"run {run + 1} (sessions live {lifetime:g} s): {result['probes']:.0f} probes,"
+                    f" {result['sessions']:.0f} sessions made, healthy {result['healthy']:.0f},"
+                    f" {result['cpu_per_probe_ms']:.3f} ms CPU/probe,"
+                    f" {result['share_of_core'] * 100:.1f}% of a core",
+                    flush=True,
+                )
+        for lifetime, runs in figures.items():
+            cpu = [f["cpu_per_probe_ms"] for f in runs]
             print(
-                f"run {run + 1}: {result['probes']:.0f} probes, healthy {result['healthy']:.0f},"
-                f" {result['cpu_per_probe_ms']:.3f} ms CPU/probe,"
-                f" {result['share_of_core'] * 100:.1f}% of a core",
-                flush=True,
+                f"sessions live {lifetime:g} s: median {statistics.median(cpu):.3f} ms CPU/probe"
+                f" (min {min(cpu):.3f}, max {max(cpu):.3f})"
             )
-        cpu = [f["cpu_per_probe_ms"] for f in figures]
-        low, high = min(cpu), max(cpu)
-        print(f"median {statistics.median(cpu):.3f} ms CPU/probe (min {low:.3f}, max {high:.3f})")
+        if len(lifetimes) == 2:
+            _session_cost(*(figures[s] for s in lifetimes))
     finally:
         for server in servers:
             server.stop()

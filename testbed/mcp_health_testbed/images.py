@@ -480,7 +480,12 @@ def _bud_recipe(
     return Recipe(name, ref, ("base",), inputs, make)
 
 
-_PROJECT = (REPO / "pyproject.toml", REPO / "README.md", REPO / "operator")
+_PROJECT = (
+    REPO / "pyproject.toml",
+    REPO / "README.md",
+    REPO / "constraints.txt",
+    REPO / "operator",
+)
 
 
 # coredns ----------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.packaging.lock import canonical, pins
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -119,10 +121,31 @@ def test_the_images_install_steps_work(tmp_path: Path) -> None:
 
     # && python -m venv --without-pip /opt/mcp-health
     run(sys.executable, "-m", "venv", "--without-pip", str(venv))
-    # && pip --python /opt/mcp-health/bin/python install --no-cache-dir /wheels/*.whl
-    # (the pip cache is kept here, only to spare the network on every run)
-    run(*pip, "--python", str(venv / "bin" / "python"), "install", "--quiet", str(wheel))
+    # && pip --python /opt/mcp-health/bin/python install --no-cache-dir -c constraints.txt
+    #    /wheels/*.whl  (the pip cache is kept here, only to spare the network on every run)
+    venv_python = str(venv / "bin" / "python")
+    run(
+        *pip,
+        "--python",
+        venv_python,
+        "install",
+        "--quiet",
+        "-c",
+        "constraints.txt",
+        str(wheel),
+        cwd=src,
+    )
     assert not (venv / "bin" / "pip").exists()
+    # Every dependency installed at its pinned version.
+    frozen = run(*pip, "--python", venv_python, "freeze").split()
+    installed = dict(line.split("==") for line in frozen if "==" in line)
+    installed = {canonical(name): version for name, version in installed.items()}
+    assert {"mcp", "kopf", "pydantic", "aiohttp"} <= installed.keys()
+    locked = pins()
+    for name, version in installed.items():
+        assert locked.get(name) == version, (
+            f"{name}=={version} installed, pinned {locked.get(name)}"
+        )
 
     # ENTRYPOINT ["mcp-health", "run"], with the final stage's environment.
     env = {
