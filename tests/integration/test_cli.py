@@ -262,3 +262,51 @@ def test_contradictory_membership_flags_are_refused_before_anything_starts() -> 
     done = mcp_health("run", "--membership", "majority")
     assert done.returncode == 2
     assert "invalid choice: 'majority'" in done.stderr
+
+
+@pytest.mark.parametrize("era", [(), ("--legacy",), ("--transport", "sse")], ids=str)
+def test_method_auto_judges_a_server_without_the_document_by_its_handshake(
+    hostile_server: HostileFactory, era: tuple[str, ...]
+) -> None:
+    base = hostile_server("tools-only", *era)
+    transport = "sse" if "sse" in era else "streamable-http"
+    # The guide's script, as by default: no document, exit 2.
+    done = mcp_health("check", base, "--transport", transport)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout.startswith("ERROR: Health check failed - ResourceNotFound"), done.stdout
+    done = mcp_health("check", base, "--transport", transport, "--method", "auto")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Method: handshake (the server lists no health resource)" in done.stdout
+    assert "Server: " in done.stdout
+    assert "Verdict: HEALTHY" in done.stdout
+    assert "Status:" not in done.stdout  # no document, none shown
+    done = mcp_health("check", base, "--transport", transport, "--method", "auto", "-o", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert (report["method"], report["fell_back"]) == ("handshake", True)
+    assert (report["verdict"], report["reasons"], report["status"]) == ("Healthy", [], None)
+
+
+def test_method_handshake_leaves_the_document_unread_and_auto_reads_it(
+    hostile_server: HostileFactory,
+) -> None:
+    base = hostile_server("resources-only")  # lists health://status, healthy
+    done = mcp_health("check", base, "--method", "handshake", "-o", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert (report["method"], report["fell_back"], report["verdict"]) == (
+        "handshake",
+        False,
+        "Healthy",
+    )
+    assert report["status"] is None  # the document was not read
+    done = mcp_health("check", base, "--method", "handshake")
+    assert "Method: handshake\n" in done.stdout, done.stdout
+    done = mcp_health("check", base, "--method", "auto", "-o", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert (report["method"], report["fell_back"], report["status"]) == (
+        "healthResource",
+        False,
+        "healthy",
+    )

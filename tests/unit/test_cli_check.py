@@ -408,3 +408,61 @@ def test_no_document_exits_2_whatever_the_verdict(
     assert table.startswith(f"ERROR: Health check failed - {outcome.value}: went wrong")
     assert (report["verdict"], report["reasons"]) == (verdict, [reason])
     assert run(failed, "--server-status-only")[0] == 2
+
+
+# -- judged by the handshake (--method auto or handshake) ------------------------------
+
+
+def by_handshake(latency_ms: float, *, fell_back: bool) -> probe.ProbeResult:
+    return probe.ProbeResult(
+        outcome=probe.Outcome.OK,
+        latency_ms=latency_ms,
+        method=targets.Method.HANDSHAKE,
+        fell_back=fell_back,
+    )
+
+
+def test_a_server_judged_by_its_handshake_exits_by_the_verdict() -> None:
+    code, table, report = run(by_handshake(5.0, fell_back=True), "--method", "auto")
+    assert code == 0
+    assert "Method: handshake (the server lists no health resource)" in table
+    assert "Verdict: HEALTHY" in table and "Status:" not in table
+    assert (report["method"], report["fell_back"], report["status"]) == ("handshake", True, None)
+    assert (report["verdict"], report["reasons"]) == ("Healthy", [])
+    # The probe's latency is still judged: slow past probeLatencyMs.degraded.
+    code, table, report = run(by_handshake(900.0, fell_back=False), "--method", "handshake")
+    assert code == 1
+    assert "Method: handshake\n" in table
+    assert "Reason ProbeLatencyHigh" in table
+    assert (report["verdict"], report["reasons"]) == ("Degraded", ["ProbeLatencyHigh"])
+
+
+def test_a_document_read_is_named_in_the_json() -> None:
+    result = ok(document())
+    result = probe.ProbeResult(
+        outcome=result.outcome,
+        latency_ms=result.latency_ms,
+        document=result.document,
+        method=targets.Method.HEALTH_RESOURCE,
+    )
+    report = run(result)[2]
+    assert (report["method"], report["fell_back"]) == ("healthResource", False)
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        (
+            ("--transport", "http", "--method", "handshake"),
+            "--method handshake needs an MCP transport, not --transport http",
+        ),
+        (
+            ("--server-status-only", "--method", "handshake"),
+            "--server-status-only reads the health document: --method handshake has none",
+        ),
+    ],
+)
+def test_method_flags_that_cannot_go_together_are_refused_naming_them(
+    capsys: pytest.CaptureFixture[str], flags: tuple[str, ...], error: str
+) -> None:
+    assert refused(capsys, *flags).endswith(error)

@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="resource URI (default health://status)",
     )
     check.add_argument(
+        "--method",
+        choices=[m.value for m in targets.Method],
+        default=targets.Method.HEALTH_RESOURCE.value,
+        help="spec.probe.method: healthResource (default: the guide's document; a server "
+        "without one exits 2), auto (the document when the server lists it, else the "
+        "handshake), handshake (the protocol's own handshake)",
+    )
+    check.add_argument(
         "--header",
         type=_header,
         action="append",
@@ -479,6 +487,12 @@ def check_arguments_problem(args: argparse.Namespace) -> str | None:
     given = [t.flag for t in THRESHOLD_FLAGS if getattr(args, t.dest) is not None]
     if args.server_status_only and given:
         return f"{given[0]} has no effect with --server-status-only (no thresholds apply)"
+    method = targets.Method(args.method)
+    if args.server_status_only and method is not targets.Method.HEALTH_RESOURCE:
+        return f"--server-status-only reads the health document: --method {method.value} has none"
+    if method is targets.Method.HANDSHAKE and args.transport == targets.Transport.HTTP.value:
+        # As the CRD refuses spec.probe.method handshake with transport http.
+        return "--method handshake needs an MCP transport, not --transport http"
     bands: dict[str, dict[str, ThresholdFlag]] = {}
     for t in THRESHOLD_FLAGS:
         bands.setdefault(t.field, {})[t.band] = t
@@ -528,8 +542,8 @@ def check(args: argparse.Namespace, *, out: TextIO) -> int:
         headers=headers,
         ca_file=args.ca_file,
         insecure_skip_verify=args.insecure,
-        # The guide's script reads the document; a server without one exits 2.
-        method=targets.Method.HEALTH_RESOURCE,
+        # By default the guide's script: the document; a server without one exits 2.
+        method=targets.Method(args.method),
     )
     result = asyncio.run(_probe_once(target, args.timeout))
     return report(args, target, result, out=out)
@@ -584,11 +598,17 @@ def _warm_up(target: targets.Target) -> None:
 def exit_code(result: probe.ProbeResult, verdict: judge.Verdict | None = None) -> int:
     """2 without a document; else by the verdict, or without one (--server-status-only)
     by the server's own status, as the guide's script does."""
-    if result.document is None:
+    if result.document is None and not _by_handshake(result):
         return EXIT_ERROR
-    if verdict is None:
-        return EXIT_HEALTHY if result.document.status == "healthy" else EXIT_NOT_HEALTHY
+    if verdict is None:  # --server-status-only, which reads the document
+        healthy = result.document is not None and result.document.status == "healthy"
+        return EXIT_HEALTHY if healthy else EXIT_NOT_HEALTHY
     return EXIT_HEALTHY if verdict.health is judge.Health.HEALTHY else EXIT_NOT_HEALTHY
+
+
+def _by_handshake(result: probe.ProbeResult) -> bool:
+    """The server was judged by its handshake (--method handshake, or auto without a document)."""
+    return result.ok and result.method is targets.Method.HANDSHAKE
 
 
 def as_json(
@@ -623,6 +643,10 @@ def as_json(
         if server
         else None,
         "retry_after_seconds": result.retry_after_s,
+        # How the server was judged: healthResource or handshake (None: the probe
+        # failed first); fell_back: --method auto found no health resource.
+        "method": result.method.value if result.method else None,
+        "fell_back": result.fell_back,
         # As in a monitor's status.health and status.reasons; None when not
         # judged (--server-status-only).
         "verdict": verdict.health.value if verdict else None,
@@ -638,6 +662,9 @@ def write_table(
 ) -> None:
     doc = result.document
     url = targets.endpoint(target.url, target.transport)
+    if doc is None and _by_handshake(result):
+        _write_handshake(url, result, out, verdict)
+        return
     if doc is None:
         print(
             f"ERROR: Health check failed - {result.outcome.value}: {result.message} ({url})",
@@ -666,10 +693,29 @@ def write_table(
         detail = f" ({', '.join(figures)})" if figures else ""
         print(f"  Check {name}: {item.status}{detail}", file=out)
     print(f"  Latency: {result.latency_ms:.1f} ms", file=out)
+    _write_verdict(verdict, out)
+
+
+def _write_verdict(verdict: judge.Verdict | None, out: TextIO) -> None:
     if verdict is not None:
         print(f"  Verdict: {verdict.health.value.upper()}", file=out)
         for finding in verdict.findings:
             print(f"  Reason {finding.reason.value}: {finding.message}", file=out)
+
+
+def _write_handshake(
+    url: str, result: probe.ProbeResult, out: TextIO, verdict: judge.Verdict | None
+) -> None:
+    """A server judged by its handshake: who answered, and the verdict."""
+    print(f"[{datetime.now().isoformat()}] Health Check {url}", file=out)
+    why = " (the server lists no health resource)" if result.fell_back else ""
+    print(f"  Method: handshake{why}", file=out)
+    server = result.server
+    if server is not None:
+        named = " ".join(part for part in (server.name, server.version) if part) or "(unnamed)"
+        print(f"  Server: {named}, protocol {server.protocol_version or 'n/a'}", file=out)
+    print(f"  Latency: {result.latency_ms:.1f} ms", file=out)
+    _write_verdict(verdict, out)
 
 
 if __name__ == "__main__":
