@@ -291,22 +291,19 @@ def test_method_handshake_leaves_the_document_unread_and_auto_reads_it(
     hostile_server: HostileFactory,
 ) -> None:
     base = hostile_server("resources-only")  # lists health://status, healthy
-    done = mcp_health("check", base, "--method", "handshake", "-o", "json")
-    assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads(done.stdout)
-    assert (report["method"], report["fell_back"], report["verdict"]) == (
-        "handshake",
-        False,
-        "Healthy",
-    )
-    assert report["status"] is None  # the document was not read
+    report = json_report(base, "--method", "handshake")
+    shown = (report["method"], report["fell_back"], report["verdict"], report["status"])
+    assert shown == ("handshake", False, "Healthy", None)  # the document was not read
     done = mcp_health("check", base, "--method", "handshake")
     assert "Method: handshake\n" in done.stdout, done.stdout
-    done = mcp_health("check", base, "--method", "auto", "-o", "json")
+    report = json_report(base, "--method", "auto")
+    shown = (report["method"], report["fell_back"], report["verdict"], report["status"])
+    assert shown == ("healthResource", False, "Healthy", "healthy")
+
+
+def json_report(base: str, *flags: str) -> dict[str, Any]:
+    """``check -o json`` of a server judged Healthy (exit 0)."""
+    done = mcp_health("check", base, *flags, "-o", "json")
     assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads(done.stdout)
-    assert (report["method"], report["fell_back"], report["status"]) == (
-        "healthResource",
-        False,
-        "healthy",
-    )
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
