@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
-
-
-def canonical(name: str) -> str:
-    """A distribution's name as pip compares them (PEP 503)."""
-    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def pins() -> dict[str, str]:
@@ -21,6 +18,6 @@ def pins() -> dict[str, str]:
             continue
         name, sep, version = line.partition("==")
         assert sep and version, f"constraints.txt: {line!r} is not name==version"
-        assert canonical(name) not in found, f"constraints.txt pins {name} twice"
-        found[canonical(name)] = version
+        assert canonicalize_name(name) not in found, f"constraints.txt pins {name} twice"
+        found[canonicalize_name(name)] = version
     return found

@@ -17,8 +17,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
-from tests.packaging.lock import canonical, pins
+from tests.packaging.lock import pins
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -138,8 +139,10 @@ def test_the_images_install_steps_work(tmp_path: Path) -> None:
     assert not (venv / "bin" / "pip").exists()
     # Every dependency installed at its pinned version.
     frozen = run(*pip, "--python", venv_python, "freeze").split()
-    installed = dict(line.split("==") for line in frozen if "==" in line)
-    installed = {canonical(name): version for name, version in installed.items()}
+    installed = {
+        canonicalize_name(name): version
+        for name, _, version in (line.partition("==") for line in frozen if "==" in line)
+    }
     assert {"mcp", "kopf", "pydantic", "aiohttp"} <= installed.keys()
     locked = pins()
     for name, version in installed.items():

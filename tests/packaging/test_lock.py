@@ -11,8 +11,9 @@ from __future__ import annotations
 import tomllib
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-from tests.packaging.lock import CONSTRAINTS, canonical, pins
+from tests.packaging.lock import CONSTRAINTS, pins
 
 PYPROJECT = CONSTRAINTS.parent / "pyproject.toml"
 
@@ -30,7 +31,7 @@ def test_every_declared_dependency_is_pinned_within_its_bounds() -> None:
     requirements = [r for r in declared() if r.marker is None or r.marker.evaluate()]
     assert len(requirements) > 20, requirements
     for requirement in requirements:
-        name = canonical(requirement.name)
+        name = canonicalize_name(requirement.name)
         assert name in pinned, f"{requirement.name} is declared but not in constraints.txt"
         version = pinned[name]
         assert requirement.specifier.contains(version, prereleases=True), (
