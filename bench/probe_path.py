@@ -119,8 +119,18 @@ async def _run(args: argparse.Namespace, urls: list[str], rehandshake_s: float) 
     healthy = sum(w.history.health.value == "Healthy" for w in workers)
     probes0, cpu0, wall0 = sum(w.probes for w in workers), time.process_time(), time.monotonic()
     profiler = _profile(args) if args.profile else None
+    latencies: list[float] = []
     with sessions:
-        await asyncio.sleep(args.window)
+        # Each second, every monitor's last probe latency: what grouping
+        # probes into ticks adds to it shows here.
+        end = time.monotonic() + args.window
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(1.0, left))
+            latencies += [
+                w.figures.probe_latency_ms
+                for w in workers
+                if w.figures.probe_latency_ms is not None
+            ]
     probes1, cpu1, wall1 = sum(w.probes for w in workers), time.process_time(), time.monotonic()
     if profiler is not None:
         await asyncio.to_thread(profiler.wait)
@@ -136,7 +146,16 @@ async def _run(args: argparse.Namespace, urls: list[str], rehandshake_s: float) 
         "sessions": sessions.made,
         "share_of_core": (cpu1 - cpu0) / (wall1 - wall0),
         "writes": kube.writes,
+        "latency_p50_ms": _quantile(latencies, 0.5),
+        "latency_p99_ms": _quantile(latencies, 0.99),
     }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _session_cost(a: list[dict[str, float]], b: list[dict[str, float]]) -> None:
@@ -196,7 +215,9 @@ def main() -> None:
                     f"run {run + 1} (sessions live {lifetime:g} s): {result['probes']:.0f} probes,"
                     f" {result['sessions']:.0f} sessions made, healthy {result['healthy']:.0f},"
                     f" {result['cpu_per_probe_ms']:.3f} ms CPU/probe,"
-                    f" {result['share_of_core'] * 100:.1f}% of a core",
+                    f" {result['share_of_core'] * 100:.1f}% of a core,"
+                    f" probe latency p50 {result['latency_p50_ms']:.2f} ms"
+                    f" p99 {result['latency_p99_ms']:.2f} ms",
                     flush=True,
                 )
         for lifetime, runs in figures.items():

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 
-from mcp_health_operator.probing import wire
+from mcp_health_operator.probing import stalls, wire
 
 Answer = Callable[[bytes], list[bytes]]
 
@@ -28,6 +29,7 @@ class RawServer:
     requests: list[bytes] = field(default_factory=list)
     close_after: int | None = None  # requests served before closing the connection
     port: int = 0
+    pause_s: float = 0.0  # between two pieces of an answer
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -44,7 +46,7 @@ class RawServer:
                 for piece in self.answer(request):
                     writer.write(piece)
                     await writer.drain()
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(self.pause_s)
                 served += 1
                 if self.close_after is not None and served >= self.close_after:
                     break
@@ -134,6 +136,60 @@ async def test_an_event_stream_in_chunks_split_anywhere() -> None:
             reply = await _post(pool, raw.port, i)
             assert reply.message is not None and reply.message["result"] == {"x": 1}
         assert raw.connections == 1  # the stream's end was read: the connection kept
+    finally:
+        await wire.release(pool)
+        server.close()
+
+
+async def test_an_answer_arrives_when_its_bytes_do_not_when_its_task_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Answers that come together are read one task after another: the time a
+    reply carries is when its bytes arrived, before the tasks queued ahead of
+    it ran (here, one holding the loop 0.2 s), with the stall clock then."""
+    original = wire._Reader.feed_data
+
+    def queued_behind_another(reader: wire._Reader, data: bytes) -> None:
+        # Queued before the reading task's wake-up, which feed_data queues.
+        asyncio.get_running_loop().call_soon(time.sleep, 0.2)
+        original(reader, data)
+
+    monkeypatch.setattr(wire._Reader, "feed_data", queued_behind_another)
+    raw = RawServer(lambda r: [_json_answer(r)])
+    server = await _listen(raw)
+    pool = wire.acquire()
+    try:
+        sent = time.perf_counter()
+        reply = await _post(pool, raw.port, 1)
+        returned = time.perf_counter()
+        assert sent < reply.arrived < returned - 0.2
+        assert reply.stall_at_arrival < stalls.clock().total() - 0.1  # the hold came after
+    finally:
+        await wire.release(pool)
+        server.close()
+
+
+async def test_an_event_streams_answer_arrives_with_its_event_not_the_streams_end() -> None:
+    def answer(request: bytes) -> list[bytes]:
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        event = b"event: message\ndata: " + _rpc(request, "ok") + b"\n\n"
+        return [head + b"%x\r\n%s\r\n" % (len(event), event), b"0\r\n\r\n"]
+
+    # The stream's end 30 ms after the answer: read (the connection is kept),
+    # but not part of the answer's time.
+    raw = RawServer(answer, pause_s=0.03)
+    server = await _listen(raw)
+    pool = wire.acquire()
+    try:
+        reply = await _post(pool, raw.port, 1)
+        returned = time.perf_counter()
+        assert reply.message is not None and reply.message["result"] == "ok"
+        assert returned - reply.arrived >= 0.025
+        assert (await _post(pool, raw.port, 2)).message is not None
+        assert raw.connections == 1
     finally:
         await wire.release(pool)
         server.close()

@@ -101,3 +101,70 @@ def test_each_loop_has_its_own_clock_and_keeps_it() -> None:
     assert a1 is a2 is a3
     assert b1 is b2
     assert a1 is not b1
+
+
+def test_callbacks_due_in_one_tick_run_together_near_their_time() -> None:
+    """One loop timer a tick: every callback due in it runs in the same pass."""
+
+    async def scenario() -> tuple[list[str], list[float]]:
+        loop = asyncio.get_running_loop()
+        clock = stalls.clock()
+        ran: list[str] = []
+        lateness: list[float] = []
+        start = loop.time()
+        due = (round(start / stalls.TICK_S) + 10) * stalls.TICK_S  # a tick's own time
+
+        def first() -> None:
+            ran.append("first")
+            lateness.append(loop.time() - due)
+            # Runs after this pass: after every callback of the tick, if they share it.
+            loop.call_soon(ran.append, "after the tick")
+
+        clock.at_tick(due, first)
+        for offset in (-0.4, 0.0, 0.4):  # all nearest to the same tick
+            clock.at_tick(due + offset * stalls.TICK_S, lambda: ran.append("same tick"))
+        clock.at_tick(due + 5 * stalls.TICK_S, lambda: lateness.append(loop.time() - due))
+        await asyncio.sleep(due - start + 6 * stalls.TICK_S)
+        return ran, lateness
+
+    ran, lateness = asyncio.run(scenario())
+    assert ran == ["first", "same tick", "same tick", "same tick", "after the tick"]
+    assert -0.001 <= lateness[0] < 0.1  # at its tick, not before (a wide margin after)
+    assert 5 * stalls.TICK_S - 0.001 <= lateness[1] < 5 * stalls.TICK_S + 0.1
+
+
+def test_a_failing_callback_is_reported_and_the_rest_of_its_tick_still_run() -> None:
+    async def scenario() -> tuple[list[str], list[dict[str, object]]]:
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, object]] = []
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        ran: list[str] = []
+
+        def fails() -> None:
+            raise RuntimeError("boom")
+
+        when = loop.time() + 0.05
+        stalls.clock().at_tick(when, fails)
+        stalls.clock().at_tick(when, lambda: ran.append("still ran"))
+        await asyncio.sleep(0.05 + 2 * stalls.TICK_S)
+        return ran, reported
+
+    ran, reported = asyncio.run(scenario())
+    assert ran == ["still ran"]
+    assert [str(c["exception"]) for c in reported] == ["boom"]
+
+
+def test_a_timeout_that_ended_in_time_does_not_fire_later() -> None:
+    """The deadline's tick comes after the read has ended: it must cancel nothing."""
+
+    async def scenario() -> tuple[str, list[dict[str, object]]]:
+        reported: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _l, c: reported.append(c))
+        async with stalls.Timeout(0.05):
+            await asyncio.sleep(0)
+        # Past the deadline's tick, in the same task: a stale check would
+        # cancel this sleep, or fail on the timeout already left.
+        await asyncio.sleep(0.05 + 3 * stalls.TICK_S)
+        return "not cancelled", reported
+
+    assert asyncio.run(scenario()) == ("not cancelled", [])

@@ -33,7 +33,7 @@ from mcp_health_operator.core.config import Config
 from mcp_health_operator.core.targets import Refused
 from mcp_health_operator.kube import resolver
 from mcp_health_operator.kube.api import Kube, ObjectRef
-from mcp_health_operator.probing import probe
+from mcp_health_operator.probing import probe, stalls
 
 log = logging.getLogger(__name__)
 
@@ -194,16 +194,16 @@ class MonitorWorker:
             await group.aclose()
 
     async def _sleep(self, seconds: float) -> None:
-        # A future and a timer: no task per sleep (wait_for), and no
+        # A future woken on the coarse clock: no task per sleep (wait_for), no
         # cancellation raised through the loop at each timeout
-        # (asyncio.timeout) -- at thousands of monitors each costs.
+        # (asyncio.timeout), no loop timer of its own -- at thousands of
+        # monitors each costs. A requeue wakes it early; the tick finds it done.
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(seconds, _wake, waiter)
+        stalls.clock().at_tick(loop.time() + seconds, functools.partial(_wake, waiter))
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
 
     def _spec_generation(self) -> int:

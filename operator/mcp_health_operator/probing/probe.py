@@ -136,6 +136,7 @@ class Prober:
         session = self._session
         if session.steady:
             # The common case, kept free of anyio scopes and the SDK's client.
+            session.answered = None
             try:
                 async with stalls.Timeout(budget):
                     payload = await session.read()
@@ -230,9 +231,12 @@ class Prober:
         if outcome is Outcome.OK and read_started is not None and read_started > started:
             started, stall_at_start = read_started, self._stall_at_read
         self._read_started = None
-        stalled = stalls.clock().total() - stall_at_start
-        latency = max(time.perf_counter() - started - stalled, 0.0) * 1000.0
         session = self._session
+        answered = session.answered if outcome is Outcome.OK else None
+        # Read through ``wire``, the read ended when its answer arrived: not
+        # when this task ran, after those of answers that came with it.
+        ended, stall_at_end = answered or (time.perf_counter(), stalls.clock().total())
+        latency = max(ended - started - (stall_at_end - stall_at_start), 0.0) * 1000.0
         return ProbeResult(
             outcome=outcome,
             latency_ms=latency,
@@ -256,6 +260,7 @@ class Prober:
             client = await self._session_with_resources()
             self._read_started = time.perf_counter()
             self._stall_at_read = stalls.clock().total()
+            self._session.answered = None  # the handshake's answer is not the read's
             if self.target.transport is Transport.STREAMABLE_HTTP:
                 payload = await self._session.read()
             elif client is None:

@@ -134,6 +134,9 @@ class Session:
         self._pending: _SessionHolder | None = None
         self.reused = False
         self.identity: ServerIdentity | None = None
+        # The last answer through ``wire``: when its bytes arrived, and the
+        # loop's stall clock then (the probe clears it before its read).
+        self.answered: tuple[float, float] | None = None
         self.has_resources = False
         # How this session judges the server (target.method resolved when it
         # was made), whether "auto" fell back, and the expected tools it lacks.
@@ -399,6 +402,7 @@ class Session:
             event_limit=self._body_limit(),
         )
         request.wire = reply.request  # a redirect is followed from then on
+        self.answered = (reply.arrived, reply.stall_at_arrival)
         if probing_era:
             known = errors.status_failure(reply.status, reply.headers)
             if known is not None:
