@@ -129,8 +129,9 @@ class Timeout:
         await self._inner.__aenter__()
         self._open = True
         # First looked at on the coarse clock: nearly every read ends well
-        # before, and then its deadline costs no loop timer at all.
-        self._clock.at_tick(self._deadline, self._check)
+        # before, and then its deadline costs no loop timer at all. Half a
+        # tick on: the nearest tick is never before the deadline.
+        self._clock.at_tick(self._deadline + TICK_S / 2, self._check)
         return self
 
     async def __aexit__(
