@@ -874,6 +874,7 @@ class Run:
                 await watcher
         times = [seen[tid] - flipped_at[tid] for tid in flipped if tid in seen]
         figures["detected"] = len(times)
+        figures["undetected"] = count - len(times)
         figures["detection_p50_s"] = percentile(times, 50)
         figures["detection_max_s"] = max(times, default=math.nan)
         # How long after the deciding probe the status showed it.
@@ -1107,6 +1108,13 @@ ROWS = [
     ),
     Row("Events posted in the window", "events_posted", "{:.0f}", "0", lambda v, s: v == 0),
     Row("API requests in the window (all verbs)", "api_total", "{:.0f}"),
+    Row(
+        "monitors turned unhealthy but never seen Unhealthy",
+        "undetected",
+        "{:.0f}",
+        "0",
+        lambda v, s: v == 0,
+    ),
     Row(
         "detection p50 (flip → status Unhealthy)",
         "detection_p50_s",
