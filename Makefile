@@ -124,11 +124,11 @@ cluster-status: ## is the cluster running?
 bench-fleet: $(STAMP) ## the benchmark targets' own CPU: Go fleet (bench/fleet) beside the Python fleet (~5 min)
 	$(BIN)/python bench/fleet_cost.py $(FLEET_ARGS)
 
-.PHONY: bench-kube
 # kubernetes_asyncio goes beside the venv, not into it: kopf imports its
 # client whenever it can, which adds ~36 MB to the RSS of every operator the
 # other benchmarks start from the venv.
 BENCH_EXTRA := $(HOME)/.cache/mcp-health-operator/bench-extra
+.PHONY: bench-kube
 bench-kube: $(STAMP) ## a status write and its Event by Kubernetes client, side by side (~2 min)
 	test -d $(BENCH_EXTRA)/kubernetes_asyncio || \
 	  $(BIN)/pip install -q $(PIP_C) --no-deps --target $(BENCH_EXTRA) kubernetes_asyncio

@@ -23,10 +23,9 @@ and of the wall time, and each median as a ratio to lightkube's.
     python bench/kube_writes.py [--writes 1000] [--runs 3] [--concurrency 20]
 
 ``kubernetes_asyncio`` is not a dependency of the operator: ``make
-bench-kube`` installs it beside the venv (``~/.cache/mcp-health-operator/
-bench-extra``, on ``PYTHONPATH`` for this script only: kopf imports it
-whenever it can, ~36 MB more RSS for an operator started from the venv);
-without it that client is reported missing and the others are measured.
+bench-kube`` installs it beside the venv, on ``PYTHONPATH`` for this
+script only (the Makefile says why); without it that client is reported
+missing and the others are measured.
 """
 
 from __future__ import annotations
