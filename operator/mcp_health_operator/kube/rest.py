@@ -15,6 +15,7 @@ So do the watches of the monitors and their Services (``lines``, on a session of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -87,34 +88,36 @@ class Rest:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=TIMEOUT_S, sock_read=read_timeout_s
         )
-        for attempt in range(2):
-            if not self._authorized or attempt:
-                await self._authorize()
-            async with self._open("GET", path, None, {"Accept": JSON}, timeout) as resp:
-                if resp.status == 401 and not attempt:
-                    continue
-                if resp.status != 200:
-                    raise RestError(resp.status, await resp.read())
-                async for line in split_lines(resp.content.iter_any()):
-                    yield line
-                return
+        async with self._answer("GET", path, None, {"Accept": JSON}, timeout) as resp:
+            if resp.status != 200:
+                raise RestError(resp.status, await resp.read())
+            async for line in split_lines(resp.content.iter_any()):
+                yield line
 
     async def _exchange(
         self, method: str, path: str, data: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
+        async with self._answer(method, path, data, headers) as resp:
+            return resp.status, await resp.read()
+
+    @contextlib.asynccontextmanager
+    async def _answer(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The response; after a 401, the credentials are asked again and the request made again."""
         for attempt in range(2):
             if not self._authorized or attempt:
                 await self._authorize()
-            status, answer = await self._request(method, path, data, headers)
-            if status != 401:
-                break
-        return status, answer
-
-    async def _request(
-        self, method: str, path: str, data: bytes | None, headers: dict[str, str]
-    ) -> tuple[int, bytes]:
-        async with self._open(method, path, data, headers) as resp:
-            return resp.status, await resp.read()
+            async with self._open(method, path, data, headers, timeout) as resp:
+                if resp.status == 401 and not attempt:
+                    continue
+                yield resp
+                return
 
     def _open(
         self,
