@@ -8,9 +8,10 @@ each framing and each bound is met exactly as it comes off a socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -62,6 +63,18 @@ async def _listen(raw: RawServer) -> asyncio.Server:
     return server
 
 
+@contextlib.asynccontextmanager
+async def _serving(raw: RawServer) -> AsyncIterator[wire.Pool]:
+    """``raw`` listening on loopback, and a pool of probe connections to reach it."""
+    server = await _listen(raw)
+    pool = wire.acquire()
+    try:
+        yield pool
+    finally:
+        await wire.release(pool)
+        server.close()
+
+
 def _rpc(request: bytes, result: object) -> bytes:
     body = request.split(b"\r\n\r\n", 1)[1]
     return json.dumps({"jsonrpc": "2.0", "id": json.loads(body)["id"], "result": result}).encode()
@@ -99,9 +112,7 @@ async def _post(
 
 async def test_a_json_answer_by_length_keeps_the_connection() -> None:
     raw = RawServer(lambda r: [_json_answer(r)])
-    server = await _listen(raw)
-    pool = wire.acquire()
-    try:
+    async with _serving(raw) as pool:
         for i in range(1, 4):
             reply = await _post(pool, raw.port, i)
             assert (reply.status, reply.message) == (
@@ -111,9 +122,6 @@ async def test_a_json_answer_by_length_keeps_the_connection() -> None:
         assert raw.connections == 1
         head = raw.requests[0].split(b"\r\n\r\n")[0].decode()
         assert head.startswith("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:")
-    finally:
-        await wire.release(pool)
-        server.close()
 
 
 async def test_an_event_stream_in_chunks_split_anywhere() -> None:
@@ -129,16 +137,11 @@ async def test_an_event_stream_in_chunks_split_anywhere() -> None:
         return [data[i : i + 5] for i in range(0, len(data), 5)]
 
     raw = RawServer(answer)
-    server = await _listen(raw)
-    pool = wire.acquire()
-    try:
+    async with _serving(raw) as pool:
         for i in (1, 2):
             reply = await _post(pool, raw.port, i)
             assert reply.message is not None and reply.message["result"] == {"x": 1}
         assert raw.connections == 1  # the stream's end was read: the connection kept
-    finally:
-        await wire.release(pool)
-        server.close()
 
 
 async def test_an_answer_arrives_when_its_bytes_do_not_when_its_task_runs(
@@ -156,17 +159,12 @@ async def test_an_answer_arrives_when_its_bytes_do_not_when_its_task_runs(
 
     monkeypatch.setattr(wire._Reader, "feed_data", queued_behind_another)
     raw = RawServer(lambda r: [_json_answer(r)])
-    server = await _listen(raw)
-    pool = wire.acquire()
-    try:
+    async with _serving(raw) as pool:
         sent = time.perf_counter()
         reply = await _post(pool, raw.port, 1)
         returned = time.perf_counter()
         assert sent < reply.arrived < returned - 0.2
         assert reply.stall_at_arrival < stalls.clock().total() - 0.1  # the hold came after
-    finally:
-        await wire.release(pool)
-        server.close()
 
 
 async def test_an_event_streams_answer_arrives_with_its_event_not_the_streams_end() -> None:
@@ -181,18 +179,13 @@ async def test_an_event_streams_answer_arrives_with_its_event_not_the_streams_en
     # The stream's end 30 ms after the answer: read (the connection is kept),
     # but not part of the answer's time.
     raw = RawServer(answer, pause_s=0.03)
-    server = await _listen(raw)
-    pool = wire.acquire()
-    try:
+    async with _serving(raw) as pool:
         reply = await _post(pool, raw.port, 1)
         returned = time.perf_counter()
         assert reply.message is not None and reply.message["result"] == "ok"
         assert returned - reply.arrived >= 0.025
         assert (await _post(pool, raw.port, 2)).message is not None
         assert raw.connections == 1
-    finally:
-        await wire.release(pool)
-        server.close()
 
 
 async def test_a_body_to_the_connections_end_and_an_interim_answer() -> None:
@@ -204,44 +197,29 @@ async def test_a_body_to_the_connections_end_and_an_interim_answer() -> None:
         ]
 
     raw = RawServer(answer, close_after=1)
-    server = await _listen(raw)
-    pool = wire.acquire()
-    try:
+    async with _serving(raw) as pool:
         reply = await _post(pool, raw.port, 7)
         assert reply.message is not None and reply.message["result"] == "end"
         reply = await _post(pool, raw.port, 8)
         assert reply.message is not None and reply.message["id"] == 8
         assert raw.connections == 2  # HTTP/1.0 to the end: never kept
-    finally:
-        await wire.release(pool)
-        server.close()
 
 
 async def test_a_kept_connection_closed_by_the_peer_is_retried_once() -> None:
     raw = RawServer(lambda r: [_json_answer(r)], close_after=1)
-    server = await _listen(raw)
-    pool = wire.acquire()
-    try:
+    async with _serving(raw) as pool:
         await _post(pool, raw.port, 1)
         await asyncio.sleep(0.05)  # the server has closed its side
         reply = await _post(pool, raw.port, 2)
         assert reply.message is not None and reply.message["id"] == 2
         assert raw.connections == 2
-    finally:
-        await wire.release(pool)
-        server.close()
 
 
 async def test_a_new_connection_closed_before_the_answer_is_lost() -> None:
     raw = RawServer(lambda r: [], close_after=1)
-    server = await _listen(raw)
-    pool = wire.acquire()
-    try:
+    async with _serving(raw) as pool:
         with pytest.raises(wire.Lost):
             await _post(pool, raw.port, 1)
-    finally:
-        await wire.release(pool)
-        server.close()
 
 
 async def test_a_chunk_claiming_a_huge_size_stops_at_the_bound() -> None:
@@ -253,14 +231,9 @@ async def test_a_chunk_claiming_a_huge_size_stops_at_the_bound() -> None:
         return [head] + [b"x" * 65536] * 8
 
     raw = RawServer(answer, close_after=1)
-    server = await _listen(raw)
-    pool = wire.acquire()
-    try:
+    async with _serving(raw) as pool:
         with pytest.raises(wire.TooLarge):
             await _post(pool, raw.port, 1, limit=100_000)
-    finally:
-        await wire.release(pool)
-        server.close()
 
 
 async def test_an_encoded_body_and_a_redirect_within_the_origin() -> None:
@@ -274,17 +247,12 @@ async def test_an_encoded_body_and_a_redirect_within_the_origin() -> None:
         return [_json_answer(request, "moved")]
 
     raw = RawServer(answer)
-    server = await _listen(raw)
-    pool = wire.acquire()
-    try:
+    async with _serving(raw) as pool:
         reply = await _post(pool, raw.port, 1, path="/old")
         assert reply.message is not None and reply.message["result"] == "moved"
         assert reply.url.endswith("/new") and reply.request.url == reply.url
         with pytest.raises(wire.Encoded):
             await _post(pool, raw.port, 2, path="/gz")
-    finally:
-        await wire.release(pool)
-        server.close()
 
 
 async def test_nothing_listening_names_host_and_port() -> None:
