@@ -126,12 +126,14 @@ bench-fleet: $(STAMP) ## the benchmark targets' own CPU: Go fleet (bench/fleet) 
 
 # kubernetes_asyncio goes beside the venv, not into it: kopf imports its
 # client whenever it can, which adds ~36 MB to the RSS of every operator the
-# other benchmarks start from the venv.
+# other benchmarks start from the venv. Beside it go those of its
+# dependencies the venv lacks; the rest (aiohttp, PyYAML) are the venv's own.
 BENCH_EXTRA := $(HOME)/.cache/mcp-health-operator/bench-extra
+BENCH_EXTRA_PKGS := kubernetes_asyncio certifi python-dateutil six urllib3
 .PHONY: bench-kube
 bench-kube: $(STAMP) ## a status write and its Event by Kubernetes client, side by side (~2 min)
-	test -d $(BENCH_EXTRA)/kubernetes_asyncio || \
-	  $(BIN)/pip install -q $(PIP_C) --no-deps --target $(BENCH_EXTRA) kubernetes_asyncio
+	PYTHONPATH=$(BENCH_EXTRA) $(BIN)/python -c 'import kubernetes_asyncio.client' 2>/dev/null || \
+	  $(BIN)/pip install -q $(PIP_C) --no-deps --upgrade --target $(BENCH_EXTRA) $(BENCH_EXTRA_PKGS)
 	PYTHONPATH=$(BENCH_EXTRA) $(BIN)/python bench/kube_writes.py $(KUBE_ARGS)
 
 .PHONY: bench-status-write
