@@ -109,27 +109,33 @@ class Rest:
         headers: dict[str, str],
         timeout: aiohttp.ClientTimeout | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """The response; after a 401, the credentials are asked again and the request made again."""
+        """The response; after a 401, the credentials are asked again and the request made again.
+
+        ``timeout``: given for a stream (a watch), which goes on the streams' session.
+        """
+        session = self._session_for(stream=timeout is not None)
         for attempt in range(2):
             if not self._authorized or attempt:
                 await self._authorize()
-            async with self._open(method, path, data, headers, timeout) as resp:
+            sent = headers
+            if self._authorization is not None:
+                sent = {**headers, "Authorization": self._authorization}
+            async with session.request(
+                method,
+                self.server + path,
+                data=data,
+                headers=sent,
+                ssl=self._tls,
+                timeout=timeout or session.timeout,
+            ) as resp:
                 if resp.status == 401 and not attempt:
                     continue
                 yield resp
                 return
 
-    def _open(
-        self,
-        method: str,
-        path: str,
-        data: bytes | None,
-        headers: dict[str, str],
-        timeout: aiohttp.ClientTimeout | None = None,
-    ) -> Any:  # aiohttp's request context manager
+    def _session_for(self, *, stream: bool) -> aiohttp.ClientSession:
         # A watch holds its connection for minutes: watches get a session of
         # their own, so that they never take the writes' pooled connections.
-        stream = timeout is not None
         session = self._streams if stream else self._session
         if session is None or session.closed:
             session = aiohttp.ClientSession(
@@ -149,16 +155,7 @@ class Rest:
                 self._streams = session
             else:
                 self._session = session
-        if self._authorization is not None:
-            headers = {**headers, "Authorization": self._authorization}
-        return session.request(
-            method,
-            self.server + path,
-            data=data,
-            headers=headers,
-            ssl=self._tls,
-            timeout=timeout or session.timeout,
-        )
+        return session
 
     async def _authorize(self) -> None:
         """The header lightkube's auth would set, from a fresh auth (a token file re-read)."""
